@@ -1,0 +1,169 @@
+"""Official PyTorch U-GAT-IT weights <-> this project's networks.
+
+The Paddle networks use the official state-dict key names, so the whole conversion is one table:
+every Linear weight (listed in `LINEAR_WEIGHTS`) is transposed, because `torch.nn.Linear` stores
+[out, in] and `paddle.nn.Linear` [in, out]; everything else (convolutions, biases, rho/gamma/beta,
+spectral-norm `weight_u`/`weight_v`) is copied unchanged. Arrays are numpy throughout: no torch, no paddle
+tensors, so conversion needs neither PyTorch nor memory for a live model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from .models import DISCRIMINATORS, GENERATORS, NETWORKS, ModelArgs, check_model_args
+
+StateDict = dict[str, np.ndarray]
+
+# Keys of Linear weights per network kind; the single source of truth for the layout transform.
+LINEAR_WEIGHTS = {
+    "generator": ("gap_fc.weight", "gmp_fc.weight", "FC.0.weight", "FC.2.weight", "gamma.weight", "beta.weight"),
+    "discriminator": ("gap_fc.weight_orig", "gmp_fc.weight_orig"),
+}
+DEFAULT_LIGHT_IMG_SIZE = 256  # a light model's weights do not depend on img_size
+
+
+class ConversionError(ValueError):
+    """An official checkpoint that does not fit the U-GAT-IT architecture."""
+
+
+def _kind(net: str) -> str:
+    return "generator" if net in GENERATORS else "discriminator"
+
+
+def _convert(state: Mapping[str, np.ndarray], net: str) -> StateDict:
+    linear = LINEAR_WEIGHTS[_kind(net)]
+    return {k: np.ascontiguousarray(v.T) if k in linear else np.asarray(v) for k, v in state.items()}
+
+
+def torch_to_paddle(state: Mapping[str, np.ndarray], net: str) -> StateDict:
+    """One network's official state dict -> the Paddle layout of the same keys."""
+    return _convert(state, net)
+
+
+def paddle_to_torch(state: Mapping[str, np.ndarray], net: str) -> StateDict:
+    """One network's Paddle state dict -> the official PyTorch layout (the transform is its own inverse)."""
+    return _convert(state, net)
+
+
+def _need(state: Mapping[str, np.ndarray], key: str, net: str) -> np.ndarray:
+    if key not in state:
+        raise ConversionError(f"{net} has no key '{key}': this is not a U-GAT-IT {_kind(net)} state dict")
+    return np.asarray(state[key])
+
+
+def infer_generator_args(state: Mapping[str, np.ndarray], img_size: int | None = None) -> tuple[ModelArgs, list[str]]:
+    """(ch, n_res, light, img_size) of an official generator state dict, plus notes on what was assumed."""
+    notes: list[str] = []
+    ch = int(_need(state, "DownBlock.1.weight", "generator").shape[0])
+    n_res = len({m.group(1) for k in state if (m := re.match(r"UpBlock1_(\d+)\.", k))})
+    fc_in = int(_need(state, "FC.0.weight", "generator").shape[1])  # torch layout [out, in]
+    light = fc_in == 4 * ch
+    if light:
+        if img_size is None:
+            img_size = DEFAULT_LIGHT_IMG_SIZE
+            notes.append(f"img_size is not stored in a light model; assuming {img_size} (set it with --img-size)")
+    else:
+        side = math.isqrt(fc_in // (4 * ch))
+        if side * side * 4 * ch != fc_in:
+            raise ConversionError(
+                f"FC.0.weight has {fc_in} inputs, which is not (img_size/4)^2 * 4*ch for ch={ch}"
+            )
+        inferred = side * 4
+        if img_size is not None and img_size != inferred:
+            raise ConversionError(f"the full model was trained at img_size {inferred}, not {img_size}")
+        img_size = inferred
+    return ModelArgs(img_size=img_size, ch=ch, n_res=n_res, light=light), notes
+
+
+def _discriminator_layers(state: Mapping[str, np.ndarray]) -> int:
+    convs = {k for k in state if re.match(r"model\.\d+\.weight_orig$", k)}
+    return len(convs) + 1
+
+
+def infer_model_args(states: Mapping[str, Mapping[str, np.ndarray]], img_size: int | None = None) -> tuple[ModelArgs, list[str]]:
+    """The architecture of an official checkpoint (any subset of the six networks), from tensor shapes."""
+    gen = next((states[n] for n in GENERATORS if n in states), None)
+    if gen is None:
+        raise ConversionError("the checkpoint holds no generator (genA2B or genB2A); cannot infer the architecture")
+    args, notes = infer_generator_args(gen, img_size)
+    layers = {n: _discriminator_layers(states[n]) for n in DISCRIMINATORS if n in states}
+    global_layers = layers.get("disGA", layers.get("disGB", ModelArgs.global_layers))
+    local_layers = layers.get("disLA", layers.get("disLB", ModelArgs.local_layers))
+    args = ModelArgs(args.img_size, args.ch, args.n_res, args.light, global_layers, local_layers)
+    try:
+        check_model_args(args.img_size, args.ch, args.n_res, args.light, args.global_layers, args.local_layers)
+    except ValueError as e:
+        raise ConversionError(str(e)) from e
+    return args, notes
+
+
+def expected_shapes(args: ModelArgs, net: str) -> dict[str, tuple[int, ...]]:
+    """Paddle state-dict shapes of one network for `args`, computed without allocating its weights."""
+    import paddle
+
+    from .models import build_network
+
+    with paddle.LazyGuard():
+        layer = build_network(args, net)
+    return {k: tuple(v.shape) for k, v in layer.state_dict().items()}
+
+
+def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], net: str,
+                     limit: int = 5) -> None:
+    """Raise ConversionError listing the first `limit` missing, unexpected or mis-shaped keys."""
+    problems = [f"missing key '{k}' (expected shape {list(s)})" for k, s in expected.items() if k not in state]
+    problems += [f"unexpected key '{k}'" for k in state if k not in expected]
+    problems += [
+        f"'{k}' has shape {list(np.shape(state[k]))}, expected {list(s)}"
+        for k, s in expected.items() if k in state and tuple(np.shape(state[k])) != s
+    ]
+    if problems:
+        shown = "; ".join(problems[:limit]) + (f"; and {len(problems) - limit} more" if len(problems) > limit else "")
+        raise ConversionError(f"{net} does not match the U-GAT-IT architecture: {shown}")
+
+
+def from_official(
+    checkpoint: Mapping[str, object], img_size: int | None = None, net: str | None = None
+) -> tuple[ModelArgs, dict[str, StateDict], list[str]]:
+    """Convert an official checkpoint (the dict of six state dicts that `UGATIT.save()` writes, or one
+    network's state dict when `net` names it) to Paddle state dicts.
+
+    Returns `(model args, {network: paddle state dict}, notes)`; raises ConversionError on anything that is
+    not U-GAT-IT, naming the key and both shapes.
+    """
+    if net is not None:
+        if net not in NETWORKS:
+            raise ConversionError(f"unknown network '{net}'; choose one of {', '.join(NETWORKS)}")
+        states = {net: checkpoint}
+    else:
+        unknown = [k for k in checkpoint if k not in NETWORKS]
+        states = {k: v for k, v in checkpoint.items() if k in NETWORKS}
+        if not states:
+            raise ConversionError(
+                f"expected a dict with the networks {', '.join(NETWORKS)} (as the official UGATIT.save() writes), "
+                f"found keys {sorted(map(str, checkpoint))[:8]}; for a single network's state dict pass --net NAME"
+            )
+        if unknown:
+            raise ConversionError(f"unexpected entries {unknown} beside the networks {', '.join(NETWORKS)}")
+    for name, state in states.items():
+        if not isinstance(state, Mapping):
+            raise ConversionError(f"{name} is a {type(state).__name__}, expected a state dict")
+    args, notes = infer_model_args(states, img_size)
+    missing = [n for n in NETWORKS if n not in states]
+    if missing and net is None:
+        notes.append(f"the checkpoint has no {', '.join(missing)}")
+    converted = {}
+    for name, state in states.items():
+        converted[name] = torch_to_paddle(state, name)
+        check_state_dict(converted[name], expected_shapes(args, name), name)
+    return args, converted, notes
+
+
+def to_official(states: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, StateDict]:
+    """Paddle state dicts of any of the six networks -> the official checkpoint layout."""
+    return {name: paddle_to_torch(state, name) for name, state in states.items()}

@@ -1,0 +1,50 @@
+"""Small building blocks shared by the generator and the discriminators.
+
+Paddle's default initialisers differ from PyTorch's. U-GAT-IT trains from PyTorch's defaults, so every
+convolution and linear layer here is created through `conv2d` / `linear`, which re-initialise the weights
+exactly as `torch.nn.Conv2d` / `torch.nn.Linear` do: weight and bias uniform in
+[-1/sqrt(fan_in), 1/sqrt(fan_in)] (kaiming_uniform with a=sqrt(5)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import paddle
+import paddle.nn as nn
+
+
+def _uniform(bound: float) -> paddle.ParamAttr:
+    return paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound))
+
+
+def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = True) -> nn.Conv2D:
+    """A padding-free Conv2D initialised like `torch.nn.Conv2d` (padding is done by `ReflectionPad2d`)."""
+    bound = 1.0 / math.sqrt(in_ch * kernel_size * kernel_size)
+    return nn.Conv2D(
+        in_ch, out_ch, kernel_size, stride=stride, padding=0,
+        weight_attr=_uniform(bound), bias_attr=_uniform(bound) if bias else False,
+    )
+
+
+def linear(in_features: int, out_features: int, bias: bool = False) -> nn.Linear:
+    """A Linear layer (weight [in, out], Paddle's layout) initialised like `torch.nn.Linear`."""
+    bound = 1.0 / math.sqrt(in_features)
+    return nn.Linear(in_features, out_features, weight_attr=_uniform(bound), bias_attr=_uniform(bound) if bias else False)
+
+
+class ReflectionPad2d(nn.Pad2D):
+    """`torch.nn.ReflectionPad2d`: reflect-pad all four sides of an NCHW tensor by `padding`."""
+
+    def __init__(self, padding: int) -> None:
+        super().__init__(padding=padding, mode="reflect")
+
+
+def instance_norm(ch: int) -> nn.InstanceNorm2D:
+    """`torch.nn.InstanceNorm2d(ch)`: no affine parameters, biased variance, eps 1e-5."""
+    return nn.InstanceNorm2D(ch, epsilon=1e-5, weight_attr=False, bias_attr=False)
+
+
+def cam_weighting(x: paddle.Tensor, fc_weight: paddle.Tensor) -> paddle.Tensor:
+    """Weight the channels of `x` [N, C, H, W] by a CAM classifier's weight ([C, 1], Paddle layout)."""
+    return x * fc_weight.reshape([1, -1, 1, 1])

@@ -1,0 +1,58 @@
+"""Spectral normalisation as a forward pre-hook, step for step like `torch.nn.utils.spectral_norm`.
+
+`weight = weight_orig / sigma` with `sigma = u . (W v)`; in train mode each forward first runs one power
+iteration (`v = normalize(W^T u)`, `u = normalize(W v)`) and stores the new `weight_u`/`weight_v`
+buffers; in eval mode the stored vectors are used as they are. Gradients flow through `weight_orig` only.
+
+Paddle ships an equivalent hook; this one additionally works under `paddle.LazyGuard` (shapes known
+before any weight is allocated), which lets the converter check a checkpoint's shapes for free.
+"""
+
+from __future__ import annotations
+
+import math
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+EPS = 1e-12
+
+
+class SpectralNorm:
+    """The pre-hook; `dim` is the axis of the weight that indexes output features (0 for Conv2D, 1 for Linear)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def matrix(self, weight: paddle.Tensor) -> paddle.Tensor:
+        """The weight as a [out_features, rest] matrix."""
+        if self.dim != 0:
+            weight = weight.transpose([self.dim] + [d for d in range(weight.ndim) if d != self.dim])
+        return weight.reshape([weight.shape[0], -1])
+
+    def __call__(self, layer: nn.Layer, inputs: object) -> None:
+        weight = layer.weight_orig
+        mat = self.matrix(weight)
+        u, v = layer.weight_u, layer.weight_v
+        if layer.training:
+            with paddle.no_grad():
+                v.set_value(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS))
+                u.set_value(F.normalize(paddle.matmul(mat, v), axis=0, epsilon=EPS))
+            u, v = u.clone(), v.clone()
+        sigma = paddle.dot(u, paddle.mv(mat, v))
+        layer.weight = weight / sigma
+
+
+def spectral_norm(layer: nn.Conv2D | nn.Linear) -> nn.Layer:
+    """Re-parametrise `layer.weight` as `weight_orig` / sigma; adds buffers `weight_u` [out], `weight_v` [rest]."""
+    dim = 1 if isinstance(layer, nn.Linear) else 0
+    weight = layer._parameters.pop("weight")
+    shape = list(weight.shape)
+    out = shape[dim]
+    rest = math.prod(shape) // out
+    layer.add_parameter("weight_orig", weight)
+    layer.register_buffer("weight_u", F.normalize(paddle.normal(shape=[out]), axis=0, epsilon=EPS))
+    layer.register_buffer("weight_v", F.normalize(paddle.normal(shape=[rest]), axis=0, epsilon=EPS))
+    layer.register_forward_pre_hook(SpectralNorm(dim))
+    return layer
