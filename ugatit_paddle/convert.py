@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import checkpoint
 from .models import DISCRIMINATORS, GENERATORS, NETWORKS, ModelArgs, check_model_args
 
 StateDict = dict[str, np.ndarray]
@@ -113,18 +114,11 @@ def expected_shapes(args: ModelArgs, net: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in layer.state_dict().items()}
 
 
-def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], net: str,
-                     limit: int = 5) -> None:
-    """Raise ConversionError listing the first `limit` missing, unexpected or mis-shaped keys."""
-    problems = [f"missing key '{k}' (expected shape {list(s)})" for k, s in expected.items() if k not in state]
-    problems += [f"unexpected key '{k}'" for k in state if k not in expected]
-    problems += [
-        f"'{k}' has shape {list(np.shape(state[k]))}, expected {list(s)}"
-        for k, s in expected.items() if k in state and tuple(np.shape(state[k])) != s
-    ]
+def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], net: str) -> None:
+    """Raise ConversionError listing the first missing, unexpected or mis-shaped keys."""
+    problems = checkpoint.mismatches(state, expected)
     if problems:
-        shown = "; ".join(problems[:limit]) + (f"; and {len(problems) - limit} more" if len(problems) > limit else "")
-        raise ConversionError(f"{net} does not match the U-GAT-IT architecture: {shown}")
+        raise ConversionError(f"{net} does not match the U-GAT-IT architecture: {problems}")
 
 
 def from_official(
@@ -167,3 +161,21 @@ def from_official(
 def to_official(states: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, StateDict]:
     """Paddle state dicts of any of the six networks -> the official checkpoint layout."""
     return {name: paddle_to_torch(state, name) for name, state in states.items()}
+
+
+def convert_file(src: str, dst: str, net: str | None = None, img_size: int | None = None) -> tuple[ModelArgs, list[str]]:
+    """Official `.pt` -> project `.pdparams` (no torch needed). Returns the inferred architecture and notes."""
+    from .torch_format import load_torch  # imported here: torch_format is only needed for files
+
+    args, states, notes = from_official(load_torch(src), img_size=img_size, net=net)
+    checkpoint.save_model(dst, args, states)
+    return args, notes
+
+
+def export_official_file(src: str, dst: str) -> ModelArgs:
+    """Project checkpoint -> official `.pt` (a dict of state dicts that the official `UGATIT.load()` reads)."""
+    from .torch_format import save_torch
+
+    payload = checkpoint.load(src)
+    save_torch(to_official(payload["networks"]), dst)
+    return checkpoint.model_args_of(payload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 from .layers import ReflectionPad2d, cam_weighting, conv2d, linear
 from .spectral_norm import spectral_norm as _sn
@@ -60,7 +61,7 @@ class Discriminator(nn.Layer):
         x = self.model(x)
         # The logits use the spectrally normalised weight, the channel weighting the raw `weight_orig`.
         gap_logit = self.gap_fc(x.mean(axis=[2, 3]))
-        gmp_logit = self.gmp_fc(x.max(axis=[2, 3]))
+        gmp_logit = self.gmp_fc(F.adaptive_max_pool2d(x, 1).flatten(1))  # grad to the argmax, as torch
         cam_logit = paddle.concat([gap_logit, gmp_logit], axis=1)
         x = paddle.concat(
             [cam_weighting(x, self.gap_fc.weight_orig), cam_weighting(x, self.gmp_fc.weight_orig)], axis=1

@@ -104,7 +104,7 @@ class Generator(nn.Layer):
         n = x.shape[0]
 
         gap_logit = self.gap_fc(x.mean(axis=[2, 3]))
-        gmp_logit = self.gmp_fc(x.max(axis=[2, 3]))
+        gmp_logit = self.gmp_fc(F.adaptive_max_pool2d(x, 1).flatten(1))  # grad to the argmax, as torch
         cam_logit = paddle.concat([gap_logit, gmp_logit], axis=1)  # [N, 2]
         x = paddle.concat([cam_weighting(x, self.gap_fc.weight), cam_weighting(x, self.gmp_fc.weight)], axis=1)
         x = self.relu(self.conv1x1(x))  # [N, 4ch, S/4, S/4]

@@ -1,0 +1,50 @@
+"""Prove numerical agreement with the official UGATIT-pytorch code.
+
+Bundle mode (no PyTorch needed): a parity bundle recorded from the official code
+    python tools/parity.py --bundle ../shared/fixtures/official/light_128_ch8 [--steps 3]
+Live mode (needs torch and a clone of UGATIT-pytorch): run both side by side
+    python tools/parity.py --torch-ckpt official.pt --torch-src ~/UGATIT-pytorch [--images DIR]
+Exit status: 0 all within tolerance, 1 some value outside, 2 bad usage.
+"""
+
+import argparse
+import sys
+
+import _bootstrap  # noqa: F401
+
+from ugatit_paddle import parity
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", help="folder of a parity bundle (reference.json, init_params.pt, ...)")
+    parser.add_argument("--steps", type=int, default=0, help="also run K training iterations (bundle mode)")
+    parser.add_argument("--torch-ckpt", help="official checkpoint for live mode")
+    parser.add_argument("--torch-src", help="folder with the official networks.py (live mode)")
+    parser.add_argument("--images", help="folder of images to feed in live mode (default: random inputs)")
+    parser.add_argument("--img-size", type=int, help="image size for light checkpoints in live mode")
+    parser.add_argument("--train-forwards", type=int, default=3,
+                        help="train-mode forwards per network in live mode (power iterations advance)")
+    a = parser.parse_args()
+    if bool(a.bundle) == bool(a.torch_ckpt):
+        parser.error("give either --bundle DIR or --torch-ckpt FILE --torch-src DIR")
+    try:
+        if a.bundle:
+            rows = parity.bundle_parity(a.bundle, steps=a.steps)
+        else:
+            if not a.torch_src:
+                parser.error("live mode needs --torch-src (a clone of UGATIT-pytorch with networks.py)")
+            rows = parity.live_parity(a.torch_ckpt, a.torch_src, images=a.images, img_size=a.img_size,
+                                      train_forwards=a.train_forwards)
+    except parity.TorchUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(parity.format_table(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Train U-GAT-IT.
+
+    python tools/train.py -c configs/selfie2anime.yaml
+    python tools/train.py -c configs/selfie2anime.yaml -o train.batch_size=2 -o output_dir=work/run2
+    python tools/train.py -c configs/selfie2anime.yaml --resume            # latest checkpoint in output_dir
+    python tools/train.py -c configs/selfie2anime.yaml --resume PATH --stop-after 20000
+
+Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits; --resume continues exactly.
+Exit status: 0 done, 130 stopped by SIGINT, 2 bad configuration, 1 other errors.
+"""
+
+import argparse
+import sys
+
+import _bootstrap  # noqa: F401
+
+from ugatit_paddle.checkpoint import CheckpointError
+from ugatit_paddle.config import ConfigError, load_config
+from ugatit_paddle.data import DataError
+from ugatit_paddle.trainer import NonFiniteLossError, Trainer
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", help="YAML config (keys missing from it take the official defaults)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. -o train.iterations=1000 (repeatable)")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
+                        help="continue from the latest checkpoint in output_dir, or from PATH")
+    parser.add_argument("--stop-after", type=int, metavar="N", help="stop at iteration N with a checkpoint")
+    a = parser.parse_args()
+    try:
+        cfg = load_config(a.config, a.override)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    try:
+        trainer = Trainer(cfg)
+        trainer.train(resume=a.resume, stop_after=a.stop_after)
+    except (DataError, CheckpointError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 130 if trainer.interrupted == "SIGINT" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The project's checkpoint files: what they hold, how they are written and found.
+
+A checkpoint is one `paddle.save` file (`.pdparams`) holding a dict:
+
+    format: "ugatit_paddle", version: 1,
+    model_args: {img_size, ch, n_res, light, global_layers, local_layers},
+    networks: {genA2B: {key: ndarray}, ..., disLB: {...}}      (any subset; Paddle layout)
+    # training checkpoints only:
+    iteration: completed iterations, config: the resolved config dict,
+    optimizers: {G: adam state, D: adam state}, lr_scheduler: {...}
+
+Training draws no random numbers after initialisation except the data augmentation, which is keyed by
+(seed, sample number) (see `data.py`), so `iteration` is all the RNG state an exact resume needs.
+
+Files are written atomically (temporary file in the same folder, fsync, rename), so an interrupted or
+failed save never damages the previous checkpoint, and read with the restricted unpickler of
+`safe_pickle` (never executing pickled code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+
+from .models import NETWORKS, ModelArgs
+from .safe_pickle import CheckpointFormatError, UnsafePickleError, load_paddle_file
+
+FORMAT, VERSION = "ugatit_paddle", 1
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^iter_(\d{7,})\.pdparams$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, written or used; the message names the file and what to do."""
+
+
+def to_numpy(obj: Any) -> Any:
+    """Nested containers with paddle Tensors -> the same with numpy arrays."""
+    if isinstance(obj, paddle.Tensor):
+        return obj.numpy()
+    if isinstance(obj, Mapping):
+        return {k: to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_numpy(v) for v in obj)
+    return obj
+
+
+def model_payload(args: ModelArgs, networks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The part every checkpoint has: format tag, architecture and network weights (numpy)."""
+    return {"format": FORMAT, "version": VERSION, "model_args": dataclasses.asdict(args),
+            "networks": {name: to_numpy(dict(state)) for name, state in networks.items()}}
+
+
+def save(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write `payload` to `path` atomically; on failure (disk full, ...) the old file is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        paddle.save(dict(payload), str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        hint = " (the disk is full)" if e.errno == errno.ENOSPC else ""
+        raise CheckpointError(f"could not write checkpoint {path}{hint}: {e.strerror or e}; "
+                              f"any previous checkpoint is unchanged") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint written by `save`; raises CheckpointError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix in (".pt", ".pth"):
+        raise CheckpointError(f"{path} looks like a PyTorch file; convert it first: "
+                              f"python tools/convert_torch.py {path} -o {path.with_suffix('.pdparams')}")
+    try:
+        payload = load_paddle_file(path)
+    except UnsafePickleError:
+        raise
+    except CheckpointFormatError as e:
+        raise CheckpointError(str(e)) from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint (no format tag); for official PyTorch "
+                              f"weights use tools/convert_torch.py")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}, this code reads {VERSION}")
+    return payload
+
+
+def model_args_of(payload: Mapping[str, Any]) -> ModelArgs:
+    return ModelArgs(**payload["model_args"])
+
+
+def save_model(path: str | os.PathLike[str], args: ModelArgs, networks: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write network weights only (what the converter and `export` produce)."""
+    return save(model_payload(args, networks), path)
+
+
+def load_networks(nets: Mapping[str, paddle.nn.Layer], payload: Mapping[str, Any], path: str = "checkpoint",
+                  required: tuple[str, ...] = NETWORKS) -> None:
+    """Copy the checkpoint's weights into `nets`, after checking every key and shape.
+
+    Raises CheckpointError listing the first mismatched keys and shapes (e.g. a light checkpoint loaded into
+    a full model).
+    """
+    stored = payload["networks"]
+    missing = [n for n in required if n in nets and n not in stored]
+    if missing:
+        raise CheckpointError(f"{path} has no weights for {', '.join(missing)}")
+    for name, net in nets.items():
+        if name not in stored:
+            continue
+        problems = mismatches(stored[name], {k: tuple(v.shape) for k, v in net.state_dict().items()})
+        if problems:
+            raise CheckpointError(f"{path} does not fit this model: it holds {model_args_of(payload)}; "
+                                  f"{name}: {problems}")
+        net.set_state_dict({k: np.asarray(v) for k, v in stored[name].items()})
+
+
+def mismatches(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], limit: int = 5) -> str:
+    """'' if `state` has exactly the `expected` keys and shapes, else the first `limit` problems, readable."""
+    problems = [f"missing key '{k}' (expected shape {list(s)})" for k, s in expected.items() if k not in state]
+    problems += [f"unexpected key '{k}'" for k in state if k not in expected]
+    problems += [f"'{k}' has shape {list(np.shape(state[k]))}, expected {list(s)}"
+                 for k, s in expected.items() if k in state and tuple(np.shape(state[k])) != s]
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
+
+
+# ---------------------------------------------------------------------------- training checkpoints
+def checkpoint_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
+    return Path(output_dir) / CHECKPOINT_DIR / f"iter_{iteration:07d}.pdparams"
+
+
+def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(iteration, path) of the training checkpoints in `output_dir`, oldest first."""
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def prune(output_dir: str | os.PathLike[str], keep: int) -> None:
+    """Delete all but the `keep` newest training checkpoints."""
+    for _, path in list_checkpoints(output_dir)[:-keep]:
+        path.unlink(missing_ok=True)

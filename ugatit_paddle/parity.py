@@ -1,0 +1,219 @@
+"""Numerical agreement with the official PyTorch code.
+
+Bundle mode checks a *parity bundle* recorded from the unmodified official code (format described in
+`shared/fixtures/official/README.md`): eval outputs of the six networks from the converted initial weights,
+and optionally K training iterations (per-iteration losses, weights and eval outputs after the steps).
+Live mode runs the official `networks.py` from a user's clone side by side with this project (needs torch).
+
+The tolerances (`Tolerances`) are the ones calibrated on the official code itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+
+from .config import config_from_dict
+from .convert import from_official
+from .models import ModelArgs, build_networks
+from .torch_format import load_torch
+
+OUTPUTS = ("out", "cam_logit", "heatmap")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Limits from the fixtures README (measured by running the official code with 1 and 2 threads)."""
+
+    eval_rel: float = 1e-4  # eval outputs: max|diff| / max|ref|
+    loss_rel: float = 1e-4  # every iteration's total D and G loss: relative difference
+    weight_abs_per_step_lr: float = 4.0  # weights after K steps: max|diff| <= 4 * lr * K
+    weight_off_fraction: float = 0.05  # ... and at most 5% of values off by more than 1e-5
+    weight_off_threshold: float = 1e-5
+    eval_after_rel: float = 2e-2  # eval outputs after the steps: max|diff| / max|ref|
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the parity table."""
+
+    check: str
+    network: str
+    output: str
+    max_abs: float
+    value: float  # the compared quantity (relative error, or a fraction)
+    limit: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.value)) and self.value <= self.limit
+
+
+def compare(check: str, net: str, output: str, ours: np.ndarray, ref: np.ndarray, limit: float) -> Row:
+    diff = np.abs(np.asarray(ours, np.float64) - np.asarray(ref, np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(ref).max()) if np.size(ref) else 0.0
+    return Row(check, net, output, max_abs, max_abs / scale if scale > 0 else max_abs, limit)
+
+
+def eval_outputs(nets: dict[str, paddle.nn.Layer], x: np.ndarray) -> dict[str, np.ndarray]:
+    """`{"<net>.<output>": array}` of every network in eval mode on `x` [N, 3, S, S] (spectral-norm vectors unchanged)."""
+    results = {}
+    with paddle.no_grad():
+        for name, net in nets.items():
+            was_training = net.training
+            net.eval()
+            for output, value in zip(OUTPUTS, net(paddle.to_tensor(x))):
+                results[f"{name}.{output}"] = value.numpy()
+            if was_training:
+                net.train()
+    return results
+
+
+def compare_eval(check: str, nets: dict[str, paddle.nn.Layer], x: np.ndarray, reference: Any, limit: float) -> list[Row]:
+    ours = eval_outputs(nets, x)
+    return [compare(check, *key.split("."), ours[key], reference[key], limit) for key in ours]
+
+
+def _load_official(path: Path, img_size: int) -> tuple[ModelArgs, dict[str, dict[str, np.ndarray]]]:
+    args, states, _ = from_official(load_torch(path), img_size=img_size)
+    return args, states
+
+
+def bundle_parity(bundle: str | Path, steps: int = 0, tol: Tolerances = Tolerances()) -> list[Row]:
+    """Check a parity bundle; `steps` > 0 also runs that many training iterations of `Trainer`."""
+    from .trainer import Trainer  # the trainer builds on this module's users, not the other way round
+
+    bundle = Path(bundle)
+    ref = json.loads((bundle / "reference.json").read_text())
+    if steps > ref["steps"]:
+        raise ValueError(f"{bundle} records {ref['steps']} training iterations; --steps must be <= {ref['steps']}")
+    args, states = _load_official(bundle / "init_params.pt", ref["img_size"])
+    if (args.ch, args.n_res, args.light) != (ref["ch"], ref["n_res"], ref["light"]):
+        raise ValueError(f"{bundle}: weights say {args}, reference.json says {ref}")
+    batch = np.load(bundle / "batch.npz")
+    real_A, real_B = batch["real_A"], batch["real_B"]
+
+    cfg = config_from_dict({
+        "model": {"img_size": args.img_size, "ch": args.ch, "n_res": args.n_res, "light": args.light,
+                  "global_layers": args.global_layers, "local_layers": args.local_layers},
+        "train": {"lr": ref["lr"], "beta1": ref["beta1"], "beta2": ref["beta2"], "weight_decay": ref["weight_decay"],
+                  "batch_size": ref["batch"], "iterations": max(2 * ref["steps"], 2)},  # lr decay plays no part
+        "loss": {"adv_weight": ref["adv_weight"], "cycle_weight": ref["cycle_weight"],
+                 "identity_weight": ref["identity_weight"], "cam_weight": ref["cam_weight"]},
+    })
+    trainer = Trainer(cfg)
+    for name, net in trainer.nets.items():
+        net.set_state_dict(states[name])
+    rows = compare_eval("eval@init", trainer.nets, real_A, np.load(bundle / "eval_outputs_init.npz"), tol.eval_rel)
+    if steps == 0:
+        return rows
+
+    trainer.set_train_mode(True)
+    A, B = paddle.to_tensor(real_A), paddle.to_tensor(real_B)
+    for i in range(steps):
+        losses = trainer.train_step(A, B)
+        for kind in ("D", "G"):
+            ours, theirs = losses[f"{kind}/total"], ref["losses"][i][kind]
+            rows.append(Row(f"loss@{i + 1}", kind, "total", abs(ours - theirs), abs(ours - theirs) / abs(theirs),
+                            tol.loss_rel))
+    if steps < ref["steps"]:
+        return rows
+
+    _, after = _load_official(bundle / "after_steps_params.pt", ref["img_size"])
+    diffs = [np.abs(net.state_dict()[k].numpy() - v).ravel()
+             for name, net in trainer.nets.items() for k, v in after[name].items()]
+    diff = np.concatenate(diffs)
+    rows.append(Row(f"weights@{steps}", "all", "max|diff|", float(diff.max()), float(diff.max()),
+                    tol.weight_abs_per_step_lr * ref["lr"] * steps))
+    rows.append(Row(f"weights@{steps}", "all", f"frac>{tol.weight_off_threshold:g}", float(diff.max()),
+                    float((diff > tol.weight_off_threshold).mean()), tol.weight_off_fraction))
+    rows += compare_eval(f"eval@{steps}", trainer.nets, real_A, np.load(bundle / "eval_outputs_after_steps.npz"),
+                         tol.eval_after_rel)
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """A fixed-width table: check, network, output, max abs diff, compared value, limit, verdict."""
+    lines = [f"{'check':<11} {'network':<8} {'output':<10} {'max|diff|':>10} {'value':>10} {'limit':>9}  verdict"]
+    for r in rows:
+        lines.append(f"{r.check:<11} {r.network:<8} {r.output:<10} {r.max_abs:>10.3e} {r.value:>10.3e} "
+                     f"{r.limit:>9.1e}  {'ok' if r.ok else 'FAIL'}")
+    failed = sum(not r.ok for r in rows)
+    lines.append(f"{len(rows) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- live mode
+class TorchUnavailable(RuntimeError):
+    """Live parity needs PyTorch and the official networks.py."""
+
+
+def _import_official(torch_src: str | Path) -> Any:
+    import importlib.util
+
+    path = Path(torch_src) / "networks.py"
+    if not path.is_file():
+        raise TorchUnavailable(f"{path} not found: --torch-src must be a clone of UGATIT-pytorch")
+    spec = importlib.util.spec_from_file_location("ugatit_official_networks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _live_inputs(images: str | None, img_size: int, count: int = 2, seed: int = 0) -> np.ndarray:
+    if images is None:
+        return np.random.default_rng(seed).uniform(-1, 1, (count, 3, img_size, img_size)).astype(np.float32)
+    from .data import eval_transform, find_images, load_rgb
+
+    paths = find_images(images)
+    return np.stack([eval_transform(load_rgb(p), img_size) for p in paths[:8]])
+
+
+def live_parity(torch_ckpt: str | Path, torch_src: str | Path, images: str | None = None,
+                img_size: int | None = None, train_forwards: int = 3, tol: Tolerances = Tolerances()) -> list[Row]:
+    """Run the official networks (torch) and ours on the same weights and inputs, in eval and in train mode."""
+    try:
+        import torch
+    except ImportError as e:
+        raise TorchUnavailable("live parity needs PyTorch (pip install torch); bundle mode "
+                               "(--bundle) works without it") from e
+    official = _import_official(torch_src)
+    checkpoint = load_torch(torch_ckpt)
+    args, states, _ = from_official(checkpoint, img_size=img_size)
+    ours = build_networks(args, tuple(states))
+    theirs = {}
+    for name, state in states.items():
+        ours[name].set_state_dict(state)
+        if name.startswith("gen"):
+            net = official.ResnetGenerator(3, 3, args.ch, args.n_res, args.img_size, args.light)
+        else:
+            net = official.Discriminator(3, args.ch, args.global_layers if name.startswith("disG") else args.local_layers)
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in checkpoint[name].items()})
+        theirs[name] = net
+    x = _live_inputs(images, args.img_size)
+
+    rows = []
+    with torch.no_grad():
+        reference = {}
+        for name, net in theirs.items():
+            net.eval()
+            for output, value in zip(OUTPUTS, net(torch.from_numpy(x))):
+                reference[f"{name}.{output}"] = value.numpy()
+    rows += compare_eval("eval", ours, x, reference, tol.eval_rel)
+
+    for name in theirs:  # train mode: each forward advances the spectral-norm power iteration on both sides
+        theirs[name].train()
+        ours[name].train()
+        for i in range(train_forwards):
+            with torch.no_grad():
+                ref_out = [t.numpy() for t in theirs[name](torch.from_numpy(x))]
+            with paddle.no_grad():
+                our_out = [t.numpy() for t in ours[name](paddle.to_tensor(x))]
+            rows += [compare(f"train#{i + 1}", name, o, a, b, tol.eval_rel) for o, a, b in zip(OUTPUTS, our_out, ref_out)]
+    return rows
