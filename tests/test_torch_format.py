@@ -138,8 +138,11 @@ def _assert_same(a: object, b: object, path: str = "obj") -> None:
         assert np.array_equal(a, b), path
         assert a.flags.c_contiguous, path
         return
-    if isinstance(b, np.generic):
-        b = b.item()
+    if isinstance(b, np.generic):  # save_torch stores numpy scalars as 0-d tensors
+        b = np.asarray(b)
+        assert isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == (), path
+        assert a == b, path
+        return
     assert type(a) is type(b), (path, type(a), type(b))
     if isinstance(b, dict):
         assert list(a) == list(b), path
@@ -147,7 +150,7 @@ def _assert_same(a: object, b: object, path: str = "obj") -> None:
             _assert_same(a[k], b[k], f"{path}[{k!r}]")
     elif isinstance(b, (list, tuple)):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_same(x, y, f"{path}[{i}]")
     else:
         assert a == b, path
@@ -434,7 +437,7 @@ def _torch_state_dict() -> collections.OrderedDict:
             self.conv = torch.nn.Conv2d(2, 3, 3)
             self.bn = torch.nn.BatchNorm2d(3)
             self.fc = torch.nn.Linear(4, 2).double()
-            self.register_buffer("half", torch.randn(2, 3).half())
+            self.register_buffer("f16", torch.randn(2, 3).half())
             self.register_buffer("bf16", torch.randn(5).bfloat16())
             self.register_buffer("i32", torch.arange(-2, 2, dtype=torch.int32))
             self.register_buffer("i16", torch.arange(3, dtype=torch.int16))
@@ -505,6 +508,7 @@ def test_save_torch_loads_in_real_torch(tmp_path: Path) -> None:
         np.testing.assert_array_equal(v.numpy(), state[k])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_params_match_state_dict(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)

@@ -7,8 +7,10 @@
 
 import argparse
 import sys
+from pathlib import Path
 
-import _bootstrap  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from ugatit_paddle.convert import convert_file, export_official_file
 from ugatit_paddle.models import NETWORKS

@@ -18,8 +18,10 @@ n_real, n_fake, n_source and inception_weights.
 import argparse
 import json
 import sys
+from pathlib import Path
 
-import _bootstrap  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from ugatit_paddle.metrics import evaluate_folders
 from ugatit_paddle.metrics.kid import KID_MAX_BLOCK_SIZE

@@ -9,8 +9,10 @@ Exit status: 0 all within tolerance, 1 some value outside, 2 bad usage.
 
 import argparse
 import sys
+from pathlib import Path
 
-import _bootstrap  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from ugatit_paddle import parity
 

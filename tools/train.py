@@ -11,8 +11,10 @@ Exit status: 0 done, 130 stopped by SIGINT, 2 bad configuration, 1 other errors.
 
 import argparse
 import sys
+from pathlib import Path
 
-import _bootstrap  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from ugatit_paddle.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError, load_config

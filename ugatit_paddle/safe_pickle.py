@@ -49,6 +49,7 @@ __all__ = [
     "RestrictedUnpickler",
     "SafeCallable",
     "UnsafePickleError",
+    "builtins_allowlist",
     "load_paddle_file",
     "numpy_allowlist",
     "paddle_allowlist",
@@ -178,7 +179,7 @@ def _bytes_like(kind: type) -> Callable[..., Any]:
     return build
 
 
-def _builtins_allowlist() -> dict[tuple[str, str], object]:
+def builtins_allowlist() -> dict[tuple[str, str], object]:
     """Harmless data constructors (no code execution, no attribute access)."""
     constructors: dict[str, object] = {
         "tuple": tuple, "list": list, "dict": dict, "set": set, "frozenset": frozenset,
@@ -230,9 +231,11 @@ def _paddle_dense_tensor_eval(filename: str) -> Callable[..., Any]:
 
 def paddle_allowlist(filename: str = "<pickle>") -> dict[tuple[str, str], object]:
     """Everything a ``paddle.save`` file of tensors/arrays/scalars/containers needs."""
-    allow = _builtins_allowlist()
+    allow = builtins_allowlist()
     allow.update(numpy_allowlist())
-    allow[("builtins", "eval")] = _paddle_dense_tensor_eval(filename)
+    dense_tensor = _paddle_dense_tensor_eval(filename)
+    allow[("builtins", "eval")] = dense_tensor
+    allow[("__builtin__", "eval")] = dense_tensor  # protocol 2 spelling
     return allow
 
 

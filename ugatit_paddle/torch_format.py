@@ -63,7 +63,7 @@ from .safe_pickle import (
     RestrictedUnpickler,
     SafeCallable,
     UnsafePickleError,
-    _builtins_allowlist,
+    builtins_allowlist,
     numpy_allowlist,
 )
 
@@ -73,6 +73,7 @@ __all__ = [
     "load_torch",
     "load_torchscript_params",
     "save_torch",
+    "torch_allowlist",
 ]
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -255,12 +256,12 @@ def _torch_device(*args: Any) -> str:
 
 
 def _torch_size(dims: Any = ()) -> tuple[int, ...]:
-    return tuple(_ints(dims, "torch.Size"))
+    return _ints(dims, "torch.Size")
 
 
 def torch_allowlist(*, allow_numpy: bool = False) -> dict[tuple[str, str], object]:
     """The globals a ``torch.save`` checkpoint of tensors, containers and scalars needs."""
-    allow: dict[tuple[str, str], object] = _builtins_allowlist()
+    allow: dict[tuple[str, str], object] = builtins_allowlist()
     if allow_numpy:
         allow.update(numpy_allowlist())
     for name, func in (("_rebuild_tensor", _rebuild_tensor),
@@ -375,7 +376,7 @@ def _tensor_to_array(t: _Tensor, raw: bytes | memoryview, little_endian: bool,
     if 0 in t.size:
         arr = np.empty(t.size, dtype=stored)
     else:
-        last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
+        last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride, strict=True))
         if last >= count:
             raise TorchFormatError(
                 f"{where}: size {t.size}, stride {t.stride}, offset {t.offset} reach element "
@@ -416,10 +417,24 @@ class _Materializer:
         return self._memo[key]
 
     def __call__(self, obj: Any) -> Any:
+        try:
+            return self._convert(obj)
+        except RecursionError:
+            raise TorchFormatError(f"{self._filename}: the saved object is nested too deeply "
+                                   "to convert") from None
+        except TypeError as exc:  # e.g. a tensor used as a dict key
+            raise TorchFormatError(f"{self._filename}: cannot convert the saved object: "
+                                   f"{exc}") from exc
+
+    def _convert(self, obj: Any) -> Any:
         if isinstance(obj, _Tensor):
             return self.array(obj)
         if isinstance(obj, _Storage):  # a bare storage was saved: return it as a 1-D array
-            return self.array(_Tensor(obj, 0, (obj.numel,), (1,), obj.dtype))
+            if id(obj) not in self._memo:
+                self._memo[id(obj)] = _tensor_to_array(
+                    _Tensor(obj, 0, (obj.numel,), (1,), obj.dtype),
+                    self._storage_bytes(obj.key), self._little, self._filename)
+            return self._memo[id(obj)]
         if isinstance(obj, _DType):
             return obj.numpy_dtype() if obj.stored else f"torch.{obj.name}"
         if isinstance(obj, (_StorageType, _TensorType)):
@@ -438,19 +453,19 @@ class _Materializer:
         if kind is list:
             out_list: list[Any] = []
             self._memo[key] = out_list
-            out_list.extend(self(v) for v in obj)
+            out_list.extend(self._convert(v) for v in obj)
             return out_list
         if kind in (dict, collections.OrderedDict):  # a fresh OrderedDict drops _metadata
             out_dict = kind()
             self._memo[key] = out_dict
             for k, v in obj.items():
-                out_dict[self(k)] = self(v)
+                out_dict[self._convert(k)] = self._convert(v)
             return out_dict
         if key in self._building:
             raise TorchFormatError(f"{self._filename}: self-referencing {kind.__name__}")
         self._building.add(key)
         try:
-            self._memo[key] = kind(self(v) for v in obj)
+            self._memo[key] = kind(self._convert(v) for v in obj)
         finally:
             self._building.discard(key)
         return self._memo[key]
@@ -471,6 +486,36 @@ def _member_reader(zf: zipfile.ZipFile, filename: str) -> Callable[[str], bytes]
                                    f"(truncated or corrupt file?): {exc}") from exc
 
     return read
+
+
+def _zip_storage_reader(zf: zipfile.ZipFile, prefix: str, filename: str,
+                        storages: dict[str, _Storage]) -> Callable[[str], bytes]:
+    """Read (and cache) ``<prefix>data/<key>``, never more bytes than the pickle declared."""
+    cache: dict[str, bytes] = {}
+
+    def storage_bytes(key: str) -> bytes:
+        if key in cache:
+            return cache[key]
+        name = f"{prefix}data/{key}"
+        root = storages[key]
+        expected = root.numel * root.dtype.itemsize
+        try:
+            info = zf.getinfo(name)
+        except KeyError:
+            raise TorchFormatError(f"{filename}: the archive has no '{name}' record "
+                                   "(incomplete checkpoint?)") from None
+        if info.file_size < expected:
+            raise TorchFormatError(f"{filename}: record '{name}' holds {info.file_size} bytes "
+                                   f"but the checkpoint declares {expected} (truncated file?)")
+        try:
+            with zf.open(info) as member:
+                cache[key] = member.read(expected)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise TorchFormatError(f"{filename}: cannot read '{name}' from the zip archive "
+                                   f"(truncated or corrupt file?): {exc}") from exc
+        return cache[key]
+
+    return storage_bytes
 
 
 def _open_zip(filename: str) -> tuple[zipfile.ZipFile, str]:
@@ -495,10 +540,12 @@ def _open_zip(filename: str) -> tuple[zipfile.ZipFile, str]:
 def _unpickle(unpickler: RestrictedUnpickler, what: str) -> Any:
     try:
         return unpickler.load()
-    except (UnsafePickleError, TorchFormatError):
+    except UnsafePickleError:
         raise
-    except CheckpointFormatError as exc:
-        raise TorchFormatError(str(exc)) from exc
+    except CheckpointFormatError as exc:  # raised by a stand-in, maybe without the file name
+        if isinstance(exc, TorchFormatError) and str(exc).startswith(unpickler.filename):
+            raise
+        raise TorchFormatError(f"{unpickler.filename}: {exc}") from exc
     except Exception as exc:  # EOFError, UnpicklingError, TypeError from bad opcodes, ...
         raise TorchFormatError(f"{unpickler.filename}: cannot unpickle {what} (truncated or "
                                f"corrupt file?): {type(exc).__name__}: {exc}") from exc
@@ -522,16 +569,11 @@ def _load_zip(filename: str, allow_numpy: bool) -> Any:
                                    "torch.save checkpoint: use load_torchscript_params()")
         read = _member_reader(zf, filename)
         little = _zip_little_endian(read, zf, prefix, filename)
-        with zf.open(f"{prefix}data.pkl") as f:
-            obj = _unpickle(_TorchUnpickler(f, torch_allowlist(allow_numpy=allow_numpy),
-                                            filename), "data.pkl")
-        cache: dict[str, bytes] = {}
-
-        def storage_bytes(key: str) -> bytes:
-            if key not in cache:
-                cache[key] = read(f"{prefix}data/{key}")
-            return cache[key]
-
+        with zf.open(f"{prefix}data.pkl") as member:
+            unpickler = _TorchUnpickler(member, torch_allowlist(allow_numpy=allow_numpy),
+                                        filename)
+            obj = _unpickle(unpickler, "data.pkl")
+        storage_bytes = _zip_storage_reader(zf, prefix, filename, unpickler.storages)
         return _Materializer(storage_bytes, little, filename)(obj)
 
 
@@ -545,6 +587,8 @@ def _is_legacy_start(head: bytes) -> bool:
 
 def _load_legacy(filename: str, allow_numpy: bool) -> Any:
     with open(filename, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+
         def plain(what: str) -> Any:  # small header pickles: no globals at all
             return _unpickle(RestrictedUnpickler(f, {}, filename=filename, encoding="utf-8"), what)
 
@@ -575,6 +619,9 @@ def _load_legacy(filename: str, allow_numpy: bool) -> Any:
             if count < 0:
                 raise TorchFormatError(f"{filename}: negative size for storage {key!r}")
             nbytes = count * storage.dtype.itemsize
+            if nbytes > size - f.tell():
+                raise TorchFormatError(f"{filename} is truncated: storage {key!r} needs {nbytes} "
+                                       f"bytes, only {size - f.tell()} left")
             data = f.read(nbytes)
             if len(data) < nbytes:
                 raise TorchFormatError(f"{filename} is truncated: storage {key!r} needs {nbytes} "
@@ -693,8 +740,9 @@ def load_torchscript_params(path: str | os.PathLike[str]) -> dict[str, np.ndarra
                                    "archive (no code/ folder): use load_torch()")
         read = _member_reader(zf, filename)
         little = _zip_little_endian(read, zf, prefix, filename)
-        with zf.open(f"{prefix}data.pkl") as f:
-            root = _unpickle(_ScriptUnpickler(f, filename), "data.pkl")
+        with zf.open(f"{prefix}data.pkl") as member:
+            unpickler = _ScriptUnpickler(member, filename)
+            root = _unpickle(unpickler, "data.pkl")
         if not isinstance(root, _ScriptObject):
             raise TorchFormatError(f"{filename}: data.pkl does not hold a TorchScript module")
 
@@ -713,13 +761,7 @@ def load_torchscript_params(path: str | os.PathLike[str]) -> dict[str, np.ndarra
                                        "in the archive's code/")
             return sources[module][cls]
 
-        cache: dict[str, bytes] = {}
-
-        def storage_bytes(key: str) -> bytes:
-            if key not in cache:
-                cache[key] = read(f"{prefix}data/{key}")
-            return cache[key]
-
+        storage_bytes = _zip_storage_reader(zf, prefix, filename, unpickler.storages)
         materialize = _Materializer(storage_bytes, little, filename)
         params: dict[str, np.ndarray] = {}
 
@@ -798,8 +840,10 @@ class _PickleWriter:
         self.out += b")R"  # OrderedDict()
 
     def _save(self, obj: Any, where: str) -> None:
-        if isinstance(obj, np.generic):
+        if isinstance(obj, (np.str_, np.bytes_)):
             obj = obj.item()
+        elif isinstance(obj, np.generic):  # keeps its dtype as a 0-d tensor
+            obj = np.asarray(obj)
         if obj is None:
             self.out += b"N"
         elif obj is True or obj is False:
@@ -905,7 +949,7 @@ def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write ``obj`` (nested dict/OrderedDict/list/tuple of numpy arrays, str, bytes and
     Python scalars) as a torch zip checkpoint, loadable by ``torch.load(path,
     weights_only=True)``: arrays become ``torch.Tensor``, dict types are preserved (pass an
-    ``OrderedDict`` for a state dict), numpy scalars become Python scalars. The file is
+    ``OrderedDict`` for a state dict), numpy scalars become 0-d tensors. The file is
     written to a temporary name in the same folder and then atomically renamed.
     """
     filename = os.fspath(path)

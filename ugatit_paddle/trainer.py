@@ -111,9 +111,10 @@ class Trainer:
         D_loss_A = w.adv * (adv_ga + cam_ga + adv_la + cam_la)
         D_loss_B = w.adv * (adv_gb + cam_gb + adv_lb + cam_lb)
         D_loss = D_loss_A + D_loss_B
+        _check_finite(D_loss, {"D/A": D_loss_A, "D/B": D_loss_B}, self.iteration + 1)  # before NaNs reach backward
         self.D_optim.clear_grad()
         D_loss.backward()
-        self.D_optim.step()
+        _optimizer_step(self.D_optim)
 
         # --- G step
         if not self.cfg.train.reuse_fakes:  # the official code's second forward: same values, twice the cost
@@ -137,9 +138,13 @@ class Trainer:
         G_loss_B = (w.adv * (g_adv_gb + g_cam_gb + g_adv_lb + g_cam_lb) + w.cycle * cycle_B
                     + w.identity * identity_B + w.cam * cam_B)
         G_loss = G_loss_A + G_loss_B
+        _check_finite(G_loss, {"G/adv_A": g_adv_ga + g_adv_la, "G/adv_cam_A": g_cam_ga + g_cam_la, "G/adv_B": g_adv_gb + g_adv_lb,
+                       "G/adv_cam_B": g_cam_gb + g_cam_lb, "G/cycle_A": cycle_A, "G/cycle_B": cycle_B,
+                       "G/identity_A": identity_A, "G/identity_B": identity_B, "G/cam_A": cam_A, "G/cam_B": cam_B},
+                      self.iteration + 1)
         self.G_optim.clear_grad()
         G_loss.backward()
-        self.G_optim.step()
+        _optimizer_step(self.G_optim)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
@@ -220,7 +225,6 @@ class Trainer:
                     start = time.perf_counter()
                     terms = self.train_step(real_A, real_B)
                     seconds = time.perf_counter() - start
-                    _check_finite(terms, self.iteration)
                     it = self.iteration
                     progress.update(1)
                     progress.set_postfix_str(f"D {terms['D/total']:.3f} G {terms['G/total']:.3f}", refresh=False)
@@ -284,11 +288,24 @@ class Trainer:
         return cls(config_from_dict(values))
 
 
-def _check_finite(terms: Mapping[str, float], iteration: int) -> None:
-    bad = [k for k, v in terms.items() if not math.isfinite(v)]
+def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
+    """`optimizer.step()` with Adam's state variables named after their parameters only (the first step
+    creates them; outside a fresh name scope their names would depend on everything built before), so that
+    a checkpoint's optimiser state restores in any process."""
+    with unique_name.guard():
+        optimizer.step()
+
+
+def _check_finite(total: paddle.Tensor, terms: Mapping[str, paddle.Tensor], iteration: int) -> None:
+    """If `total` is NaN/inf, raise NonFiniteLossError naming the bad terms. Checked before backward: Paddle's
+    max-pool gradient corrupts memory on NaN inputs, and a NaN must never reach the weights."""
+    if math.isfinite(float(total)):
+        return
+    values = {k: float(v) for k, v in terms.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise NonFiniteLossError(
-            f"non-finite loss at iteration {iteration}: {', '.join(f'{k}={terms[k]}' for k in bad)}; "
+            f"non-finite loss at iteration {iteration}: {', '.join(f'{k}={values[k]}' for k in bad)}; "
             f"training stopped, the last checkpoint on disk is the last good state (try a lower train.lr)"
         )
 

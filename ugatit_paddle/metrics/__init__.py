@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import find_images
 from .inception import InceptionFeatureExtractor, InceptionWeightsError
 from .kid import KID_MAX_BLOCK_SIZE, fid, kid, kid_blocks, mean_kid
 
@@ -76,8 +77,6 @@ def evaluate_folders(
     (DataError / ValueError) before the network is loaded; missing weights raise
     InceptionWeightsError.
     """
-    from ugatit_paddle.data import find_images
-
     n_fake = len(find_images(fake))
     kid_blocks(len(find_images(real)), n_fake, max_block_size)
     if source is not None:

