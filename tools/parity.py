@@ -4,6 +4,8 @@ Bundle mode (no PyTorch needed): a parity bundle recorded from the official code
     python tools/parity.py --bundle ../shared/fixtures/official/light_128_ch8 [--steps 3]
 Live mode (needs torch and a clone of UGATIT-pytorch): run both side by side
     python tools/parity.py --torch-ckpt official.pt --torch-src ~/UGATIT-pytorch [--images DIR]
+The official code against its own recording (needs torch and the clone; shows how reproducible a bundle is):
+    python tools/parity.py --bundle DIR --official-rerun --torch-src ~/UGATIT-pytorch [--threads 1]
 Exit status: 0 all within tolerance, 1 some value outside, 2 bad usage.
 """
 
@@ -25,13 +27,20 @@ def main() -> int:
     parser.add_argument("--torch-src", help="folder with the official networks.py (live mode)")
     parser.add_argument("--images", help="folder of images to feed in live mode (default: random inputs)")
     parser.add_argument("--img-size", type=int, help="image size for light checkpoints in live mode")
+    parser.add_argument("--official-rerun", action="store_true",
+                        help="bundle mode: rerun the official code (torch) through the bundle's steps instead of ours")
+    parser.add_argument("--threads", type=int, help="torch threads for --official-rerun")
     parser.add_argument("--train-forwards", type=int, default=3,
                         help="train-mode forwards per network in live mode (power iterations advance)")
     a = parser.parse_args()
     if bool(a.bundle) == bool(a.torch_ckpt):
         parser.error("give either --bundle DIR or --torch-ckpt FILE --torch-src DIR")
     try:
-        if a.bundle:
+        if a.bundle and a.official_rerun:
+            if not a.torch_src:
+                parser.error("--official-rerun needs --torch-src (a clone of UGATIT-pytorch with networks.py)")
+            rows = parity.official_rerun(a.bundle, a.torch_src, threads=a.threads)
+        elif a.bundle:
             rows = parity.bundle_parity(a.bundle, steps=a.steps)
         else:
             if not a.torch_src:

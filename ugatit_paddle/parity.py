@@ -217,3 +217,96 @@ def live_parity(torch_ckpt: str | Path, torch_src: str | Path, images: str | Non
                 our_out = [t.numpy() for t in ours[name](paddle.to_tensor(x))]
             rows += [compare(f"train#{i + 1}", name, o, a, b, tol.eval_rel) for o, a, b in zip(OUTPUTS, our_out, ref_out)]
     return rows
+
+
+def official_rerun(bundle: str | Path, torch_src: str | Path, threads: int | None = None,
+                   tol: Tolerances = Tolerances()) -> list[Row]:
+    """Rerun the official networks (torch, from `torch_src`) through the bundle's training iterations and
+    judge *them* against the bundle with the same limits: how reproducible the recording itself is.
+
+    The iteration is the official one (D step, G step, rho clipping; Adam over concatenated parameters).
+    """
+    try:
+        import torch
+    except ImportError as e:
+        raise TorchUnavailable("--official-rerun needs PyTorch (pip install torch)") from e
+    if threads:
+        torch.set_num_threads(threads)
+    official = _import_official(torch_src)
+    bundle = Path(bundle)
+    ref = json.loads((bundle / "reference.json").read_text())
+    init = load_torch(bundle / "init_params.pt")
+    nets = {name: official.ResnetGenerator(3, 3, ref["ch"], ref["n_res"], ref["img_size"], ref["light"])
+            for name in ("genA2B", "genB2A")}
+    nets.update({name: official.Discriminator(3, ref["ch"], 7 if name.startswith("disG") else 5)
+                 for name in ("disGA", "disGB", "disLA", "disLB")})
+    for name, net in nets.items():
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in init[name].items()})
+        net.train()
+
+    def adam(names: tuple[str, ...]) -> Any:
+        params = [p for n in names for p in nets[n].parameters()]
+        return torch.optim.Adam(params, lr=ref["lr"], betas=(ref["beta1"], ref["beta2"]), weight_decay=ref["weight_decay"])
+
+    g_opt, d_opt = adam(("genA2B", "genB2A")), adam(("disGA", "disGB", "disLA", "disLB"))
+    mse, l1, bce = torch.nn.MSELoss(), torch.nn.L1Loss(), torch.nn.BCEWithLogitsLoss()
+    w_adv, w_cyc, w_id, w_cam = (ref[k] for k in ("adv_weight", "cycle_weight", "identity_weight", "cam_weight"))
+    batch = np.load(bundle / "batch.npz")
+    real = {"A": torch.from_numpy(batch["real_A"]), "B": torch.from_numpy(batch["real_B"])}
+    to = {"A": "B", "B": "A"}
+
+    def lsgan(out: Any, target: float) -> Any:
+        return mse(out, torch.full_like(out, target))
+
+    rows = []
+    for i in range(ref["steps"]):
+        d_opt.zero_grad()
+        fake = {d: nets[f"gen{d}2{to[d]}"](real[d])[0] for d in "AB"}  # fake[A] is A translated to B
+        d_loss = 0
+        for d in "AB":  # discriminators of domain d see real d and the translation into d
+            for scale in "GL":
+                r, f = nets[f"dis{scale}{d}"](real[d]), nets[f"dis{scale}{d}"](fake[to[d]])
+                d_loss = d_loss + w_adv * (lsgan(r[0], 1) + lsgan(f[0], 0) + lsgan(r[1], 1) + lsgan(f[1], 0))
+        d_loss.backward()
+        d_opt.step()
+
+        g_opt.zero_grad()
+        g_loss = 0
+        for d in "AB":
+            src_gen, back_gen = nets[f"gen{d}2{to[d]}"], nets[f"gen{to[d]}2{d}"]
+            fake_d, fake_cam, _ = src_gen(real[d])
+            cycle = back_gen(fake_d)[0]
+            identity, identity_cam, _ = back_gen(real[d])
+            g_loss = g_loss + w_cyc * l1(cycle, real[d]) + w_id * l1(identity, real[d])
+            g_loss = g_loss + w_cam * (bce(fake_cam, torch.ones_like(fake_cam)) + bce(identity_cam, torch.zeros_like(identity_cam)))
+            for scale in "GL":
+                out = nets[f"dis{scale}{to[d]}"](fake_d)
+                g_loss = g_loss + w_adv * (lsgan(out[0], 1) + lsgan(out[1], 1))
+        g_loss.backward()
+        g_opt.step()
+        with torch.no_grad():
+            for name in ("genA2B", "genB2A"):
+                for module in nets[name].modules():
+                    if hasattr(module, "rho"):
+                        module.rho.clamp_(0, 1)
+        for kind, value in (("D", d_loss.item()), ("G", g_loss.item())):
+            theirs = ref["losses"][i][kind]
+            rows.append(Row(f"loss@{i + 1}", kind, "total", abs(value - theirs), abs(value - theirs) / abs(theirs), tol.loss_rel))
+
+    after = load_torch(bundle / "after_steps_params.pt")
+    diff = np.concatenate([np.abs(v.detach().numpy() - np.asarray(after[n][k])).ravel()
+                           for n, net in nets.items() for k, v in net.state_dict().items()])
+    steps = ref["steps"]
+    rows.append(Row(f"weights@{steps}", "all", "max|diff|", float(diff.max()), float(diff.max()),
+                    tol.weight_abs_per_step_lr * ref["lr"] * steps))
+    rows.append(Row(f"weights@{steps}", "all", f"frac>{tol.weight_off_threshold:g}", float(diff.max()),
+                    float((diff > tol.weight_off_threshold).mean()), tol.weight_off_fraction))
+    reference = np.load(bundle / "eval_outputs_after_steps.npz")
+    x = torch.from_numpy(batch["real_A"])
+    with torch.no_grad():
+        for name, net in nets.items():
+            net.eval()
+            for output, value in zip(OUTPUTS, net(x)):
+                rows.append(compare(f"eval@{steps}", name, output, value.numpy(), reference[f"{name}.{output}"],
+                                    tol.eval_after_rel))
+    return rows
