@@ -6,6 +6,7 @@ These tests skip when the bundles are absent (a user's clone). They never need P
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,24 @@ def test_parity_tool_runs_where_torch_cannot_be_imported(golden_bundle, tmp_path
                           "--steps", steps], capture_output=True, text=True, env={"PYTHONPATH": str(hidden.parent)})
     assert run.returncode == 0, run.stdout + run.stderr
     assert " 0 failed" in run.stdout
+
+
+def test_live_mode_explains_what_it_needs(tmp_path):
+    hidden = tmp_path / "hide" / "torch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
+    ckpt = tmp_path / "x.pt"
+    ckpt.write_bytes(b"unused")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "parity.py"), "--torch-ckpt", str(ckpt), "--torch-src",
+                          str(tmp_path)], capture_output=True, text=True, env={"PYTHONPATH": str(hidden.parent)})
+    assert run.returncode == 2 and "live parity needs PyTorch" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("UGATIT_OFFICIAL_SRC"), reason="opt-in: set UGATIT_OFFICIAL_SRC to a clone of "
+                    "UGATIT-pytorch (and install torch) to run live parity against the official networks.py")
+def test_live_parity_against_the_official_networks(golden_bundle):
+    pytest.importorskip("torch")
+    from ugatit_paddle.parity import live_parity
+
+    rows = live_parity(golden_bundle / "init_params.pt", os.environ["UGATIT_OFFICIAL_SRC"], img_size=128)
+    assert all(r.ok for r in rows), format_table(rows)
