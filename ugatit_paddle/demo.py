@@ -44,8 +44,8 @@ from .demo_data import CUES, DomainScorer, make_demo_dataset
 from .trainer import Trainer
 from .visualize import image_tile, sample_sheet, save_png, translation_strips
 
-__all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dataset", "translate_folder",
-           "score_table"]
+__all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dataset", "load_at_size",
+           "translate_folder", "score_table"]
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 _REPO_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
@@ -111,17 +111,29 @@ def prepare_dataset(root: str | Path, size: int, n_train: int, n_test: int, seed
     demo images into someone's data.
     """
     root = Path(root)
-    ours = (root / _DEMO_MANIFEST).is_file()
+    manifest = root / _DEMO_MANIFEST
+    ours = manifest.is_file()
     empty = not root.exists() or (root.is_dir() and not any(root.iterdir()))
     if ours or empty:
+        stamp = manifest.stat().st_mtime_ns if ours else None
         start = time.perf_counter()
         make_demo_dataset(root, n_train=n_train, n_test=n_test, size=size, seed=seed)
-        info = json.loads((root / _DEMO_MANIFEST).read_text())
+        info = json.loads(manifest.read_text())
         info["seconds"] = round(time.perf_counter() - start, 2)
-        info["generated"] = True
+        info["generated"] = stamp is None or manifest.stat().st_mtime_ns != stamp  # False: already there
+        info["demo"] = True
         return info
     check_layout(root)  # raises DataError naming what is missing
-    return {"root": str(root), "generated": False}
+    return {"generated": False, "demo": False}
+
+
+def load_at_size(folder: str | Path, size: int, batch_size: int = 64) -> np.ndarray:
+    """All images of ``folder`` as the model sees them at test time (resized to ``size``): uint8 [N, S, S, 3].
+
+    For the generated dataset (already ``size`` px) this is exactly ``demo_data.load_images(folder)``.
+    """
+    dataset = ImageFolderDataset(folder, size, train=False)
+    return np.concatenate([_to_uint8(batch) for batch, _ in iter_test_batches(dataset, batch_size)])
 
 
 def _translate(generator: paddle.nn.Layer, images: paddle.Tensor) -> np.ndarray:
@@ -267,14 +279,16 @@ def run_demo(
 
     # 1. data
     dataset_info = prepare_dataset(cfg.data.root, size, n_train, n_test, data_seed)
-    if dataset_info["generated"]:
+    if dataset_info["demo"]:
+        made = f"generated in {dataset_info['seconds']:.1f} s" if dataset_info["generated"] else "already there"
         say(f"dataset: {cfg.data.root} ({n_train} train + {n_test} test images per domain, {size}x{size} px, "
-            f"seed {data_seed}; {dataset_info['seconds']:.1f} s)")
+            f"seed {data_seed}; {made})")
     else:
         say(f"dataset: {cfg.data.root} (existing, not a generated demo dataset: used as it is)")
     folders = check_layout(cfg.data.root)
     _prepare_output(out)
-    scorer = DomainScorer.from_folders(folders["trainA"], folders["trainB"])
+    # = DomainScorer.from_folders(trainA, trainB) on the generated dataset; any resolution works
+    scorer = DomainScorer.fit(load_at_size(folders["trainA"], size), load_at_size(folders["trainB"], size))
     tests = {d: ImageFolderDataset(folders[f"test{d}"], size, train=False) for d in "AB"}
 
     # 2. the untrained generators (iteration 0): forward passes only, no random numbers drawn
