@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, metavar="PATH", help="project checkpoint")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder to write the inference model to")
-    parser.add_argument("--direction", choices=tuple(DIRECTIONS), default="A2B", help="generator to export (default A2B)")
+    parser.add_argument("--direction", choices=tuple(DIRECTIONS), default="A2B",
+                        help="generator to export (default A2B)")
     a = parser.parse_args(argv)
     try:
         out = export_checkpoint(a.checkpoint, a.output, a.direction)

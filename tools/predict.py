@@ -1,7 +1,8 @@
 """Translate image files with a checkpoint or an exported inference model.
 
     python tools/predict.py --checkpoint model.pdparams --input photos/ --output out/
-    python tools/predict.py --checkpoint model.pdparams --input a.jpg "more/**/*.png" --output out/ --keep-size --heatmap
+    python tools/predict.py --checkpoint model.pdparams --input a.jpg "more/**/*.png" --output out/ --keep-size \
+        --heatmap
     python tools/predict.py --checkpoint model.pdparams --direction B2A --input anime/ --output out/
     python tools/predict.py --inference-model exported/ --input photos/ --output out/     # Paddle Inference
 
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     if a.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    if a.checkpoint and (a.mkldnn or a.threads):
+    if a.threads is not None and a.threads < 1:
+        parser.error("--threads must be >= 1")
+    if a.checkpoint and (a.mkldnn or a.threads is not None):
         parser.error("--mkldnn and --threads apply to --inference-model only")
     try:
         inputs = collect_inputs(a.input)

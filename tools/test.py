@@ -6,7 +6,8 @@
 
 For each input <testA>/<rel>.<ext> it writes <out>/A2B/<rel>.png (the translation) and
 <out>/A2B/strips/<rel>.png (the official 7-tile strip: real, CAM, identity, CAM, translation, CAM, cycle);
-likewise B2A for testB. <out> is <output_dir>/test unless --output is given.
+likewise B2A for testB. <out> is <output_dir>/test unless --output is given. The architecture comes from
+the checkpoint; the config supplies data.root and output_dir.
 Exit status: 0 done, 2 bad configuration, 1 other errors (no checkpoint, missing data, ...).
 """
 

@@ -267,7 +267,7 @@ def run_demo(
         data_seed: seed of the procedural dataset.
         time_limit: stop training after this many seconds (with a checkpoint and a final sample sheet)
             even if ``train.iterations`` is not reached; None: no limit.
-        verbose: print the progress messages and the score table.
+        verbose: print the demo's messages and the score table (the trainer prints its own log regardless).
 
     Raises ConfigError, DataError, DemoError, CheckpointError or NonFiniteLossError.
     """

@@ -9,6 +9,11 @@ An exported model is a folder:
 The graph takes `image`: float32 [N, 3, S, S] in [-1, 1] (N dynamic) and returns, in this order,
 image [N, 3, S, S] in [-1, 1], cam_logit [N, 2] and heatmap [N, 1, S/4, S/4] -- the same as
 `Generator.forward`. `export.json` records the direction, the architecture, S and the output names.
+
+oneDNN (`InferenceModel(..., mkldnn=True)`, `predict.py --mkldnn`): Paddle 3.3's oneDNN executor cannot run
+`nearest_interp`, whose `scale` attribute is a list of doubles ("ConvertPirAttribute2RuntimeAttribute not support
+pir::ArrayAttribute<pir::DoubleAttribute>"); a generator that up-samples by repeating pixels with
+unsqueeze/expand/flatten instead runs under oneDNN with the same results. Plain CPU inference is the default.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def model_files(model_dir: str | Path) -> tuple[Path, Path, dict]:
     if not model_dir.is_dir():
         raise ExportError(f"inference model folder '{model_dir}' does not exist; "
                           f"create it with tools/export_model.py --checkpoint CKPT --output {model_dir}")
-    programs = [model_dir / f"{MODEL_PREFIX}{s}" for s in PROGRAM_SUFFIXES if (model_dir / f"{MODEL_PREFIX}{s}").is_file()]
+    programs = [p for p in (model_dir / f"{MODEL_PREFIX}{s}" for s in PROGRAM_SUFFIXES) if p.is_file()]
     params = model_dir / f"{MODEL_PREFIX}.pdiparams"
     info_path = model_dir / INFO_FILE
     missing = ([] if programs else [f"{MODEL_PREFIX}.json (or {MODEL_PREFIX}.pdmodel)"]) + \

@@ -25,7 +25,10 @@ import paddle
 from PIL import Image
 
 from . import checkpoint
-from .data import _DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, load_rgb, to_rgb
+from .data import (
+    _DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, load_rgb,
+    to_rgb,
+)
 from .models import GENERATORS, Generator, ModelArgs, build_networks
 from .visualize import heatmap_tile, image_tile, save_png, translation_strips
 
@@ -187,7 +190,7 @@ def unique_names(names: Sequence[PurePosixPath], taken: set[PurePosixPath] | Non
 
 # ------------------------------------------------------------------------------------------- test set
 @dataclass
-class TestSetResult:
+class SplitResult:
     """What `translate_test_set` wrote for one direction."""
 
     direction: str
@@ -198,7 +201,7 @@ class TestSetResult:
 
 
 def translate_test_set(checkpoint_path: str | Path, data_root: str | Path, output_dir: str | Path,
-                       batch_size: int = 8, directions: Sequence[str] = ("A2B", "B2A")) -> list[TestSetResult]:
+                       batch_size: int = 8, directions: Sequence[str] = ("A2B", "B2A")) -> list[SplitResult]:
     """Translate `data_root`/testA to B and testB to A with the checkpoint's two generators.
 
     For each input `<rel>.<ext>` (`rel` relative to its test folder, sub-folders kept) writes
@@ -216,7 +219,7 @@ def translate_test_set(checkpoint_path: str | Path, data_root: str | Path, outpu
         strip_names = unique_names([STRIPS_DIR / name for name in names], taken=set(names))
         plain, strips = dict(zip(dataset.paths, names)), dict(zip(dataset.paths, strip_names))
         out = Path(output_dir) / direction
-        result = TestSetResult(direction, folder, out)
+        result = SplitResult(direction, folder, out)
         for batch, paths in iter_test_batches(dataset, batch_size):
             size = batch.shape[-1]
             for path, strip in zip(paths, translation_strips(nets[source_name], nets[target_name], batch)):
@@ -314,21 +317,25 @@ def translate_files(translator: Translator, inputs: Sequence[tuple[Path, PurePos
                     on_skip: Callable[[Path, str], None] | None = None) -> PredictResult:
     """Translate each (file, relative name) of `collect_inputs` to `output_dir/<relative stem>.<format>`.
 
-    With `heatmap`, the CAM heatmap tile goes to `<stem>_heatmap.<format>` next to it (same size as the output). Unreadable files are
-    skipped (reported through `on_skip(path, reason)` as they happen) and listed in the result.
+    With `heatmap`, the CAM heatmap tile (same size as the output) goes to `<stem>_heatmap.<format>` next to
+    it. Unreadable files are skipped (reported through `on_skip(path, reason)` as they happen) and listed in
+    the result.
     """
     suffix = "." + image_format.lower().lstrip(".")
     names = output_names([name for _, name in inputs], suffix)
     # an input named `x_heatmap.png` must not collide with the heatmap of `x.png`
-    heatmap_names = dict(zip(names, unique_names([n.with_name(f"{n.stem}{HEATMAP_SUFFIX}{suffix}") for n in names],
-                                                 taken=set(names))))
+    wanted_heatmaps = [n.with_name(f"{n.stem}{HEATMAP_SUFFIX}{suffix}") for n in names]
+    heatmap_names = dict(zip(names, unique_names(wanted_heatmaps, taken=set(names))))
     output_dir = Path(output_dir)
     result = PredictResult()
     pending: list[tuple[Image.Image, PurePosixPath]] = []
 
     def flush() -> None:
-        outputs = translator.translate_batch_with_heatmaps([image for image, _ in pending], keep_size) if heatmap \
-            else [(out, None) for out in translator.translate_batch([image for image, _ in pending], keep_size)]
+        images = [image for image, _ in pending]
+        if heatmap:
+            outputs = translator.translate_batch_with_heatmaps(images, keep_size)
+        else:
+            outputs = [(out, None) for out in translator.translate_batch(images, keep_size)]
         for (_, name), (out, heat) in zip(pending, outputs):
             target = output_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)

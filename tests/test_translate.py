@@ -1,0 +1,210 @@
+"""Translating images: tools/test.py on a test set, tools/predict.py on files/folders/globs, the Translator API."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+from ugatit_paddle import checkpoint
+from ugatit_paddle.convert import convert_file, to_official
+from ugatit_paddle.data import load_rgb
+from ugatit_paddle.demo_data import make_demo_dataset
+from ugatit_paddle.models import ModelArgs, build_networks
+from ugatit_paddle.torch_format import save_torch
+from ugatit_paddle.translate import Translator, collect_inputs, output_names
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ModelArgs(img_size=128, ch=8, n_res=1, light=True)
+S = ARGS.img_size
+
+
+def _tool(name: str):
+    """tools/<name>.py as a module, to call its main(argv) in-process."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _states() -> dict[str, dict[str, np.ndarray]]:
+    paddle.seed(1)
+    return {n: {k: v.numpy() for k, v in net.state_dict().items()} for n, net in build_networks(ARGS).items()}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A run folder with a 0-iteration checkpoint and a tiny dataset (sub-folder, name clash, broken file)."""
+    root = tmp_path_factory.mktemp("work")
+    checkpoint.save_model(checkpoint.checkpoint_path(root / "out", 0), ARGS, _states())
+    make_demo_dataset(root / "data", n_train=1, n_test=2, size=64)
+    test_a = root / "data" / "testA"
+    (test_a / "sub").mkdir()
+    load_rgb(test_a / "a_0000.png").resize((80, 50)).save(test_a / "sub" / "wide.png")
+    load_rgb(test_a / "a_0001.png").save(test_a / "a_0000.jpg", quality=95)  # a_0000.png and a_0000.jpg
+    (test_a / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return root
+
+
+def _image(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# ------------------------------------------------------------------------------------------ tools/test.py
+def test_test_tool_writes_strips_and_translations_named_after_inputs(work):
+    out = work / "out" / "test"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), "-o", f"output_dir={work / 'out'}",
+                          "-o", f"data.root={work / 'data'}", "--batch-size", "2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "iter_0000000.pdparams" in run.stdout
+    assert "A2B: translated 4 images" in run.stdout and "skipped 1 unreadable" in run.stdout
+    assert "B2A: translated 2 images" in run.stdout and str(out / "B2A") in run.stdout
+    expected_a = {"a_0000_png.png", "a_0000_jpg.png", "a_0001.png", "sub/wide.png"}  # clash resolved, sub-folder kept
+    written = {p.relative_to(out / "A2B").as_posix() for p in (out / "A2B").rglob("*.png")}
+    assert written == expected_a | {f"strips/{n}" for n in expected_a}
+    assert {p.name for p in (out / "B2A").glob("*.png")} == {"b_0000.png", "b_0001.png"}
+
+    translator = Translator.from_checkpoint(checkpoint.latest_checkpoint(work / "out"), "A2B")
+    for name, source in (("a_0001.png", "a_0001.png"), ("sub/wide.png", "sub/wide.png"),
+                         ("a_0000_jpg.png", "a_0000.jpg")):
+        strip, plain = _image(out / "A2B" / "strips" / name), _image(out / "A2B" / name)
+        assert strip.shape == (7 * S, S, 3) and plain.shape == (S, S, 3)
+        assert np.array_equal(plain, strip[4 * S:5 * S])  # the translation tile
+        assert np.array_equal(strip[:S], _real_tile(work / "data" / "testA" / source))  # the input, resized
+        api = np.asarray(translator.translate(load_rgb(work / "data" / "testA" / source)))
+        assert np.abs(api.astype(int) - plain).max() <= 1  # batch 2 vs batch 1: rounding at most
+
+
+def _real_tile(path: Path) -> np.ndarray:
+    from ugatit_paddle.data import eval_transform
+    from ugatit_paddle.visualize import image_tile
+    return image_tile(eval_transform(load_rgb(path), S))
+
+
+def test_test_tool_errors(work, tmp_path, capsys):
+    test = _tool("test")
+    assert test.main(["-o", f"output_dir={tmp_path / 'empty'}", "-o", f"data.root={work / 'data'}"]) == 1
+    assert "no checkpoint in" in capsys.readouterr().err
+    only_a2b = checkpoint.save_model(tmp_path / "a2b.pdparams", ARGS, {"genA2B": _states()["genA2B"]})
+    assert test.main(["-o", f"data.root={work / 'data'}", "--checkpoint", str(only_a2b)]) == 1
+    assert "has no weights for genB2A" in capsys.readouterr().err
+    assert test.main(["--checkpoint", str(tmp_path / "missing.pdparams")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert test.main(["-o", "model.nope=1"]) == 2
+
+
+# --------------------------------------------------------------------------------------- tools/predict.py
+@pytest.fixture(scope="module")
+def inputs(work) -> Path:
+    """in/{x.png, sub/y.jpg, broken.png, notes.txt} and glob/{g1.png, g2.png}; x is 100 x 60."""
+    root = work / "inputs"
+    (root / "in" / "sub").mkdir(parents=True)
+    (root / "glob").mkdir()
+    source = load_rgb(work / "data" / "testA" / "a_0000.png")
+    source.resize((100, 60)).save(root / "in" / "x.png")
+    source.save(root / "in" / "sub" / "y.jpg")
+    (root / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (root / "in" / "notes.txt").write_text("not an image")
+    for name in ("g1.png", "g2.png"):
+        source.rotate(90).save(root / "glob" / name)
+    return root
+
+
+def test_predict_files_folders_globs_skips_unreadable(work, inputs, tmp_path):
+    ckpt = checkpoint.latest_checkpoint(work / "out")
+    out = tmp_path / "pred"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), "--checkpoint", str(ckpt),
+                          "--input", str(inputs / "in"), str(inputs / "glob" / "*.png"), str(inputs / "in" / "x.png"),
+                          "--output", str(out), "--keep-size", "--heatmap", "--batch-size", "2"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    broken = inputs / "in" / "broken.png"
+    assert f"translated 4 images, skipped 1 unreadable: {broken}" in run.stdout
+    assert f"skipping unreadable image {broken}" in run.stderr and "Traceback" not in run.stderr
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert written == {"x.png", "x_heatmap.png", "sub/y.png", "sub/y_heatmap.png", "g1.png", "g1_heatmap.png",
+                       "g2.png", "g2_heatmap.png"}
+    assert Image.open(out / "x.png").size == (100, 60) and Image.open(out / "x_heatmap.png").size == (100, 60)
+    assert Image.open(out / "sub" / "y.png").size == (64, 64)
+
+    predict = _tool("predict")  # without --keep-size: the model's size, and jpg output
+    assert predict.main(["--checkpoint", str(ckpt), "--input", str(inputs / "in" / "x.png"), "--output",
+                         str(tmp_path / "plain"), "--format", "jpg"]) == 0
+    assert Image.open(tmp_path / "plain" / "x.jpg").size == (S, S)
+    assert not (tmp_path / "plain" / "x_heatmap.jpg").exists()
+
+
+def test_predict_errors(work, inputs, tmp_path, capsys):
+    predict = _tool("predict")
+    ckpt = str(checkpoint.latest_checkpoint(work / "out"))
+    assert predict.main(["--checkpoint", ckpt, "--input", str(inputs / "nothing*.png"), "--output", str(tmp_path)]) == 1
+    assert "no images match" in capsys.readouterr().err
+    assert predict.main(["--checkpoint", ckpt, "--input", str(inputs / "missing.png"), "--output", str(tmp_path)]) == 1
+    assert "is not a file, a folder or a glob" in capsys.readouterr().err
+    broken = str(inputs / "in" / "broken.png")
+    assert predict.main(["--checkpoint", ckpt, "--input", broken, "--output", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "skipping unreadable image" in err and "no readable images" in err
+    assert predict.main(["--checkpoint", str(tmp_path / "no.pdparams"), "--input", str(inputs / "glob"),
+                         "--output", str(tmp_path)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    only_b2a = checkpoint.save_model(tmp_path / "b2a.pdparams", ARGS, {"genB2A": _states()["genB2A"]})
+    assert predict.main(["--checkpoint", str(only_b2a), "--input", str(inputs / "glob"),
+                         "--output", str(tmp_path)]) == 1
+    assert "has no weights for genA2B" in capsys.readouterr().err
+    assert predict.main(["--checkpoint", str(only_b2a), "--direction", "B2A", "--input", str(inputs / "glob"),
+                         "--output", str(tmp_path / "b2a")]) == 0
+    assert "translated 2 images (B2A)" in capsys.readouterr().out
+
+
+def test_collect_inputs_names(inputs):
+    found = collect_inputs([inputs / "in", str(inputs / "glob" / "*.png"), inputs / "in" / "x.png",
+                            str(inputs / "**" / "g1.png")])
+    assert [name.as_posix() for _, name in found] == ["broken.png", "sub/y.jpg", "x.png", "g1.png", "g2.png"]
+
+
+def test_output_names_resolve_collisions():
+    names = output_names([PurePosixPath(p) for p in ("a.jpg", "a.png", "b.png", "s/b.png", "b.webp", "c.PNG", "c.png")])
+    assert [n.as_posix() for n in names] == ["a_jpg.png", "a_png.png", "b_png.png", "s/b.png", "b_webp.png",
+                                             "c.png", "c_2.png"]
+
+
+# ----------------------------------------------------------------------------------------- Translator API
+def test_translator_api_pil_numpy_and_batch_agree(work):
+    translator = Translator.from_checkpoint(checkpoint.latest_checkpoint(work / "out"), direction="B2A", batch_size=2)
+    assert translator.direction == "B2A" and translator.img_size == S
+    pil = load_rgb(work / "data" / "testB" / "b_0000.png").resize((90, 70))
+    array = np.asarray(pil)
+    single = translator.translate(pil)
+    assert single.size == (S, S) and single.mode == "RGB"
+    assert np.array_equal(np.asarray(translator.translate(array)), np.asarray(single))
+    batch = translator.translate_batch([pil, load_rgb(work / "data" / "testB" / "b_0001.png"), array])
+    assert len(batch) == 3 and np.abs(np.asarray(batch[0]).astype(int) - np.asarray(batch[2])).max() == 0
+    assert np.abs(np.asarray(batch[0]).astype(int) - np.asarray(single)).max() <= 1
+    kept, heat = translator.translate_with_heatmap(pil, keep_size=True)
+    assert kept.size == heat.size == (90, 70)
+    assert np.array_equal(np.asarray(kept), np.asarray(translator.translate(pil, keep_size=True)))
+    pairs = translator.translate_batch_with_heatmaps([array], keep_size=False)
+    assert pairs[0][1].size == (S, S) and np.array_equal(np.asarray(pairs[0][0]), np.asarray(single))
+    with pytest.raises(ValueError, match=r"uint8 array of shape \[H, W, 3\]"):
+        translator.translate(array.astype(np.float32))
+    with pytest.raises(ValueError, match="direction must be one of"):
+        Translator.from_checkpoint(checkpoint.latest_checkpoint(work / "out"), direction="A2A")
+
+
+def test_translator_on_a_converted_official_light_checkpoint(tmp_path, work):
+    """convert_torch's output has networks only and a light model defaults to img_size 256."""
+    official = tmp_path / "official.pt"
+    save_torch(to_official(_states()), official)
+    convert_file(str(official), str(tmp_path / "converted.pdparams"))
+    translator = Translator.from_checkpoint(tmp_path / "converted.pdparams")
+    assert translator.img_size == 256
+    image = load_rgb(work / "data" / "testA" / "a_0000.png")
+    assert translator.translate(image).size == (256, 256)
+    assert translator.translate(image, keep_size=True).size == (64, 64)
