@@ -38,6 +38,7 @@ __all__ = [
     "RESIZE_MARGIN",
     "DataError",
     "BadImageWarning",
+    "DECODE_ERRORS",
     "find_images",
     "check_layout",
     "load_rgb",
@@ -63,7 +64,7 @@ _PERMUTATION_STREAM = 0
 _AUGMENTATION_STREAM = 1
 
 # What a broken or truncated file can raise while PIL opens, verifies or decodes it.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
 
 class DataError(ValueError):
@@ -168,7 +169,7 @@ def _verify(path: Path) -> str | None:
             image.verify()
             if image.width < 1 or image.height < 1:
                 return "image has no pixels"
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -347,7 +348,7 @@ class ImageFolderDataset(paddle.io.Dataset):
             return None
         try:
             return load_rgb(self.paths[index])
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             self._unreadable.add(index)
             self._reject(self.paths[index], f"{type(exc).__name__}: {exc}")
             return None

@@ -26,7 +26,7 @@ from PIL import Image
 
 from . import checkpoint
 from .data import (
-    _DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, load_rgb,
+    DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, load_rgb,
     to_rgb,
 )
 from .models import GENERATORS, Generator, ModelArgs, build_networks
@@ -348,7 +348,7 @@ def translate_files(translator: Translator, inputs: Sequence[tuple[Path, PurePos
     for (path, _), name in zip(inputs, names):
         try:
             image = load_rgb(path)
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             reason = f"{type(e).__name__}: {e}"
             result.skipped.append((path, reason))
             if on_skip is not None:
