@@ -73,3 +73,11 @@ def test_live_parity_against_the_official_networks(golden_bundle):
 
     rows = live_parity(golden_bundle / "init_params.pt", os.environ["UGATIT_OFFICIAL_SRC"], img_size=128)
     assert all(r.ok for r in rows), format_table(rows)
+
+
+def test_float32_generator_is_close_to_float64():
+    from ugatit_paddle.models import ModelArgs
+    from ugatit_paddle.parity import precision_check
+
+    rows = precision_check(ModelArgs(img_size=128, ch=8, n_res=1, light=False))
+    assert len(rows) == 3 and all(r.value < 2e-5 for r in rows), format_table(rows)

@@ -6,6 +6,8 @@ Live mode (needs torch and a clone of UGATIT-pytorch): run both side by side
     python tools/parity.py --torch-ckpt official.pt --torch-src ~/UGATIT-pytorch [--images DIR]
 The official code against its own recording (needs torch and the clone; shows how reproducible a bundle is):
     python tools/parity.py --bundle DIR --official-rerun --torch-src ~/UGATIT-pytorch [--threads 1]
+Float32 precision of the generator against a float64 evaluation (official side too with --torch-src):
+    python tools/parity.py --float64 --img-size 256 --ch 64 --light [--torch-src ~/UGATIT-pytorch]
 Exit status: 0 all within tolerance, 1 some value outside, 2 bad usage.
 """
 
@@ -30,13 +32,20 @@ def main() -> int:
     parser.add_argument("--official-rerun", action="store_true",
                         help="bundle mode: rerun the official code (torch) through the bundle's steps instead of ours")
     parser.add_argument("--threads", type=int, help="torch threads for --official-rerun")
+    parser.add_argument("--float64", action="store_true", help="float32 vs float64 check of a random generator")
+    parser.add_argument("--ch", type=int, default=64, help="generator width for --float64")
+    parser.add_argument("--n-res", type=int, default=4, help="residual blocks for --float64")
+    parser.add_argument("--light", action="store_true", help="light generator for --float64")
     parser.add_argument("--train-forwards", type=int, default=3,
                         help="train-mode forwards per network in live mode (power iterations advance)")
     a = parser.parse_args()
-    if bool(a.bundle) == bool(a.torch_ckpt):
-        parser.error("give either --bundle DIR or --torch-ckpt FILE --torch-src DIR")
+    if a.float64 + bool(a.bundle) + bool(a.torch_ckpt) != 1:
+        parser.error("give one of --bundle DIR, --torch-ckpt FILE --torch-src DIR, or --float64")
     try:
-        if a.bundle and a.official_rerun:
+        if a.float64:
+            args = parity.ModelArgs(img_size=a.img_size or 256, ch=a.ch, n_res=a.n_res, light=a.light)
+            rows = parity.precision_check(args, torch_src=a.torch_src)
+        elif a.bundle and a.official_rerun:
             if not a.torch_src:
                 parser.error("--official-rerun needs --torch-src (a clone of UGATIT-pytorch with networks.py)")
             rows = parity.official_rerun(a.bundle, a.torch_src, threads=a.threads)

@@ -310,3 +310,42 @@ def official_rerun(bundle: str | Path, torch_src: str | Path, threads: int | Non
                 rows.append(compare(f"eval@{steps}", name, output, value.numpy(), reference[f"{name}.{output}"],
                                     tol.eval_after_rel))
     return rows
+
+
+# ---------------------------------------------------------------------------- float32 precision
+def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None = None) -> list[Row]:
+    """How far float32 generators are from a float64 evaluation of the same weights and input.
+
+    Builds a random generator for `args`, runs it in float32 and in float64 (Paddle), and, when `torch_src`
+    (a clone of UGATIT-pytorch) is given and torch is installed, also the official float32 generator.
+    The rows' `value` is max|diff| / max|float64 output|; the limit is the eval tolerance.
+    """
+    from .convert import paddle_to_torch
+    from .models import Generator
+
+    paddle.seed(seed)
+    net32 = Generator(args.ch, args.n_res, args.img_size, args.light)
+    state = {k: v.numpy() for k, v in net32.state_dict().items()}
+    previous = paddle.get_default_dtype()
+    paddle.set_default_dtype("float64")
+    try:
+        net64 = Generator(args.ch, args.n_res, args.img_size, args.light)
+    finally:
+        paddle.set_default_dtype(previous)
+    net64.set_state_dict({k: v.astype(np.float64) for k, v in state.items()})
+    x = np.random.default_rng(seed).uniform(-1, 1, (1, 3, args.img_size, args.img_size))
+    with paddle.no_grad():
+        ref = [t.numpy() for t in net64.eval()(paddle.to_tensor(x))]
+        ours = [t.numpy() for t in net32.eval()(paddle.to_tensor(x.astype(np.float32)))]
+    rows = [compare("f32 vs f64", "paddle", o, a, r, Tolerances().eval_rel) for o, a, r in zip(OUTPUTS, ours, ref)]
+    if torch_src is not None:
+        try:
+            import torch
+        except ImportError as e:
+            raise TorchUnavailable("the official float32 comparison needs PyTorch (pip install torch)") from e
+        official = _import_official(torch_src).ResnetGenerator(3, 3, args.ch, args.n_res, args.img_size, args.light)
+        official.load_state_dict({k: torch.from_numpy(v) for k, v in paddle_to_torch(state, "genA2B").items()})
+        with torch.no_grad():
+            theirs = [t.numpy() for t in official.eval()(torch.from_numpy(x.astype(np.float32)))]
+        rows += [compare("f32 vs f64", "official", o, a, r, Tolerances().eval_rel) for o, a, r in zip(OUTPUTS, theirs, ref)]
+    return rows
