@@ -6,6 +6,10 @@
     python tools/train.py -c configs/selfie2anime.yaml --resume PATH --stop-after 20000
 
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits; --resume continues exactly.
+Data parallel over N processes (GPUs, or CPU processes with gloo), train.batch_size images per process:
+    python -m paddle.distributed.launch --nproc_per_node N tools/train.py -c configs/selfie2anime.yaml
+train.amp=true (mixed precision) needs a GPU; on a CPU it is refused with exit status 2.
+CPU defaults (threads, MKL path on AMD, malloc) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 130 stopped by SIGINT, 2 bad configuration, 1 other errors.
 """
 
@@ -15,6 +19,10 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is imported)
+
+configure_cpu()
 
 from ugatit_paddle.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError, load_config
@@ -38,6 +46,10 @@ def main() -> int:
         return 2
     try:
         trainer = Trainer(cfg)
+    except ConfigError as e:  # e.g. train.amp on a machine without a GPU
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    try:
         trainer.train(resume=a.resume, stop_after=a.stop_after)
     except (DataError, CheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,7 +11,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import ReflectionPad2d, cam_weighting, conv2d, instance_norm, linear
+from .layers import NearestUpsample2x, ReflectionPad2d, cam_weighting, conv2d, instance_norm, linear
 from .norms import ILN, AdaILN
 
 N_DOWNSAMPLING = 2  # the encoder halves the resolution twice; features are 4*ch channels at img_size/4
@@ -94,7 +94,7 @@ class Generator(nn.Layer):
         up: list[nn.Layer] = []
         for i in range(N_DOWNSAMPLING):
             c = ch * 2 ** (N_DOWNSAMPLING - i)
-            up += [nn.Upsample(scale_factor=2, mode="nearest"), ReflectionPad2d(1),
+            up += [NearestUpsample2x(), ReflectionPad2d(1),
                    conv2d(c, c // 2, 3, bias=False), ILN(c // 2), nn.ReLU()]
         up += [ReflectionPad2d(3), conv2d(ch, 3, 7, bias=False), nn.Tanh()]
         self.UpBlock2 = nn.Sequential(*up)

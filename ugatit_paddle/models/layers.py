@@ -33,11 +33,42 @@ def linear(in_features: int, out_features: int, bias: bool = False) -> nn.Linear
     return nn.Linear(in_features, out_features, weight_attr=_uniform(bound), bias_attr=_uniform(bound) if bias else False)
 
 
-class ReflectionPad2d(nn.Pad2D):
-    """`torch.nn.ReflectionPad2d`: reflect-pad all four sides of an NCHW tensor by `padding`."""
+class ReflectionPad2d(nn.Layer):
+    """`torch.nn.ReflectionPad2d`: reflect-pad all four sides of an NCHW tensor by `padding`.
+
+    Built from slices, `flip` and `concat` (same values as `nn.Pad2D(mode="reflect")`): on CPU this is
+    about twice as fast as Paddle's `pad3d` kernel, forward and backward.
+    """
 
     def __init__(self, padding: int) -> None:
-        super().__init__(padding=padding, mode="reflect")
+        super().__init__()
+        self.padding = padding
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        p = self.padding
+        if p == 0:
+            return x
+        for axis in (2, 3):
+            side = x.shape[axis]
+            if p >= side:
+                raise ValueError(f"reflection padding {p} needs a side larger than {p}, got {side}")
+            before = paddle.slice(x, [axis], [1], [p + 1])
+            after = paddle.slice(x, [axis], [side - p - 1], [side - 1])
+            if p > 1:
+                before, after = before.flip(axis), after.flip(axis)
+            x = paddle.concat([before, x, after], axis=axis)
+        return x
+
+
+class NearestUpsample2x(nn.Layer):
+    """`nn.Upsample(scale_factor=2, mode="nearest")` on NCHW, by repeating each pixel 2x2.
+
+    Same values as `nearest_interp`, about twice as fast on CPU (forward and backward), and an exported graph
+    without `nearest_interp`, which Paddle 3.3's oneDNN inference cannot run.
+    """
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x.unsqueeze([3, 5]).expand([-1, -1, -1, 2, -1, 2]).flatten(4, 5).flatten(2, 3)
 
 
 def instance_norm(ch: int) -> nn.InstanceNorm2D:

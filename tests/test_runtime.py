@@ -1,0 +1,78 @@
+"""CPU runtime defaults (ugatit_paddle.runtime) and the AMP-needs-a-GPU refusal."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import paddle
+import pytest
+
+from conftest import tiny_config
+from ugatit_paddle import runtime
+from ugatit_paddle.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+ON_GPU = paddle.device.get_device().startswith("gpu")
+
+
+def test_defaults_on_an_amd_glibc_machine():
+    values = runtime.cpu_defaults({}, cores=8, vendor="AuthenticAMD", glibc=True)
+    assert values == {"OMP_NUM_THREADS": "8", "MKL_DEBUG_CPU_TYPE": "5",
+                      "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
+
+def test_user_settings_win_and_intel_keeps_mkl_default():
+    environ = {"OMP_NUM_THREADS": "3", "MALLOC_TRIM_THRESHOLD_": "0"}
+    assert runtime.cpu_defaults(environ, cores=8, vendor="GenuineIntel", glibc=True) == {
+        "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+    assert runtime.cpu_defaults({}, cores=4, vendor="unknown", glibc=False) == {"OMP_NUM_THREADS": "4"}
+
+
+def test_threads_are_shared_by_the_processes_of_a_launch():
+    assert runtime.cpu_defaults({"PADDLE_LOCAL_SIZE": "2"}, cores=8, vendor="x", glibc=False) == {"OMP_NUM_THREADS": "4"}
+    assert runtime.cpu_defaults({"PADDLE_LOCAL_SIZE": "4"}, cores=2, vendor="x", glibc=False) == {"OMP_NUM_THREADS": "1"}
+
+
+def test_configure_cpu_writes_only_the_given_mapping(monkeypatch):
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    environ = {"MKL_DEBUG_CPU_TYPE": "0"}
+    assert "OMP_NUM_THREADS" in runtime.configure_cpu(environ, dry_run=True)
+    assert environ == {"MKL_DEBUG_CPU_TYPE": "0"}  # dry run changes nothing
+    set_now = runtime.configure_cpu(environ)
+    assert environ["OMP_NUM_THREADS"] == "2" and environ["MKL_DEBUG_CPU_TYPE"] == "0"
+    assert "MKL_DEBUG_CPU_TYPE" not in set_now
+
+
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert runtime.cpu_vendor(info) == "AuthenticAMD"
+    assert runtime.cpu_vendor(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("tool", ["train.py", "benchmark.py"])
+def test_tools_configure_the_cpu_before_importing_paddle(tool):
+    """`configure_cpu()` must run before the first module that imports paddle."""
+    statements = ast.parse((ROOT / "tools" / tool).read_text()).body
+    calls = [i for i, s in enumerate(statements) if isinstance(s, ast.Expr) and "configure_cpu" in ast.unparse(s)]
+    imports = [i for i, s in enumerate(statements) if isinstance(s, (ast.Import, ast.ImportFrom))
+               and any(m in ast.unparse(s) for m in ("paddle", "ugatit_paddle.")) and "runtime" not in ast.unparse(s)]
+    assert calls and imports and calls[0] < imports[0]
+
+
+@pytest.mark.skipif(ON_GPU, reason="AMP is available on this GPU machine")
+def test_amp_on_cpu_is_refused(tmp_path):
+    from ugatit_paddle.trainer import AmpUnavailableError, Trainer
+
+    with pytest.raises(AmpUnavailableError, match="train.amp=true needs a GPU"):
+        Trainer.from_dict(tiny_config(tmp_path, train={"amp": True}))
+    assert issubclass(AmpUnavailableError, ConfigError)
+    out = tmp_path / "never"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(ROOT / "configs" / "demo.yaml"),
+                          "-o", f"output_dir={out}", "-o", "train.amp=true"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "train.amp=true needs a GPU" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()
