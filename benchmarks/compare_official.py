@@ -175,7 +175,7 @@ def compare_inference(a: argparse.Namespace, threads: int) -> dict:
     torch_image, paddle_image = torch.from_numpy(image), paddle.to_tensor(image)
     with tempfile.TemporaryDirectory() as folder:
         export_generator(ours, a.img_size, folder, "A2B")
-        plain, onednn = InferenceModel(folder), InferenceModel(folder, mkldnn=True)
+        plain, onednn = InferenceModel(folder, threads=threads), InferenceModel(folder, mkldnn=True, threads=threads)
 
         def official_eager():
             with torch.no_grad():

@@ -12,6 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
+from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is imported)
+
+configure_cpu()
+
 from ugatit_paddle.convert import convert_file, export_official_file
 from ugatit_paddle.models import NETWORKS
 

@@ -20,6 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
+from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is imported)
+
+configure_cpu()
+
 from ugatit_paddle.checkpoint import CheckpointError
 from ugatit_paddle.export import ExportError
 from ugatit_paddle.translate import DIRECTIONS, InputError, Translator, collect_inputs, translate_files

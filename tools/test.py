@@ -18,6 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
+from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is imported)
+
+configure_cpu()
+
 from ugatit_paddle.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError

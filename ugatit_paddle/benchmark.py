@@ -107,11 +107,12 @@ def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np
     except ImportError as e:  # the export module is optional for the benchmark
         return {"exported": f"unavailable: {e}", "exported_onednn": f"unavailable: {e}"}
     results: dict[str, float | str] = {}
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # as many as eager Paddle (Inference's default is 1)
     with tempfile.TemporaryDirectory() as folder, _native_stdout_silenced():
         export_generator(generator, img_size, folder, "A2B")
         for key, onednn in (("exported", False), ("exported_onednn", True)):
             try:
-                model = InferenceModel(folder, mkldnn=onednn)
+                model = InferenceModel(folder, mkldnn=onednn, threads=threads)
                 times = [_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:]
                 results[key] = statistics.median(times)
             except Exception as e:  # report, do not abort the benchmark (e.g. an op oneDNN cannot run)

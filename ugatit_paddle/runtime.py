@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import warnings
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -90,8 +91,10 @@ def configure_cpu(environ: MutableMapping[str, str] | None = None, dry_run: bool
     """Set the CPU defaults above in `environ` (default `os.environ`) where unset; returns what it set.
 
     Call it before the first `import paddle` of the process; afterwards it still sets the variables
-    (for child processes) but warns that this process keeps the settings it started with.
+    (for child processes) but warns that this process keeps the settings it started with. It also hides
+    the "No ccache found" notice that importing Paddle prints (it concerns compiling C++ extensions only).
     """
+    warnings.filterwarnings("ignore", message="No ccache found")
     environ = os.environ if environ is None else environ
     values = cpu_defaults(environ)
     if dry_run:

@@ -95,8 +95,10 @@ class Trainer:
         t, w = cfg.train, cfg.loss
         self.weights = losses.LossWeights(w.adv_weight, w.cycle_weight, w.identity_weight, w.cam_weight)
         self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
-        self.G_optim = self._adam([p for n in GENERATORS for p in self.nets[n].parameters()])
-        self.D_optim = self._adam([p for n in DISCRIMINATORS for p in self.nets[n].parameters()])
+        self.G_params = [p for n in GENERATORS for p in self.nets[n].parameters()]
+        self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
+        self.G_optim = self._adam(self.G_params)
+        self.D_optim = self._adam(self.D_params)
         # One loss scaler per optimiser (AMP only): each adapts to its own loss's gradients.
         self.G_scaler = _grad_scaler() if t.amp else None
         self.D_scaler = _grad_scaler() if t.amp else None
@@ -143,7 +145,7 @@ class Trainer:
         # before NaNs reach backward; the sum over processes, so that all stop together
         _check_finite(self._global_sum(D_loss), {"D/A": D_loss_A, "D/B": D_loss_B}, self.iteration + 1)
         self.D_optim.clear_grad()
-        self._backward_and_step(D_loss, self.D_optim, self.D_scaler)
+        self._backward_and_step(D_loss, self.D_params, self.D_optim, self.D_scaler)
 
         # --- G step
         with self._autocast():
@@ -173,7 +175,7 @@ class Trainer:
                        "G/identity_A": identity_A, "G/identity_B": identity_B, "G/cam_A": cam_A, "G/cam_B": cam_B},
                       self.iteration + 1)
         self.G_optim.clear_grad()
-        self._backward_and_step(G_loss, self.G_optim, self.G_scaler)
+        self._backward_and_step(G_loss, self.G_params, self.G_optim, self.G_scaler)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
@@ -194,12 +196,13 @@ class Trainer:
         """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
         return paddle.amp.auto_cast(level="O1") if self.cfg.train.amp else contextlib.nullcontext()
 
-    def _backward_and_step(self, loss: paddle.Tensor, optimizer: paddle.optimizer.Optimizer,
-                           scaler: paddle.amp.GradScaler | None) -> None:
-        """Backward, average the gradients over the processes, one optimiser step (through `scaler` under AMP)."""
+    def _backward_and_step(self, loss: paddle.Tensor, params: list[paddle.Tensor],
+                           optimizer: paddle.optimizer.Optimizer, scaler: paddle.amp.GradScaler | None) -> None:
+        """Backward, average the gradients of `params` (the optimiser's) over the processes, one optimiser step
+        (through `scaler` under AMP)."""
         (loss if scaler is None else scaler.scale(loss)).backward()
         if self.world_size > 1:
-            fused_allreduce_gradients(optimizer._parameter_list, None)  # mean over the processes
+            fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
         if scaler is None:
             _optimizer_step(optimizer)
         else:
@@ -413,11 +416,11 @@ def _check_finite(total: paddle.Tensor, terms: Mapping[str, paddle.Tensor], iter
         return
     values = {k: float(v) for k, v in terms.items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
-    if bad:
-        raise NonFiniteLossError(
-            f"non-finite loss at iteration {iteration}: {', '.join(f'{k}={values[k]}' for k in bad)}; "
-            f"training stopped, the last checkpoint on disk is the last good state (try a lower train.lr)"
-        )
+    where = ", ".join(f"{k}={values[k]}" for k in bad) if bad else "in another data-parallel process"
+    raise NonFiniteLossError(
+        f"non-finite loss at iteration {iteration}: {where}; "
+        f"training stopped, the last checkpoint on disk is the last good state (try a lower train.lr)"
+    )
 
 
 class _StopRequest:
