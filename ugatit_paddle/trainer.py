@@ -37,7 +37,7 @@ from paddle.utils import unique_name
 
 from . import checkpoint, losses
 from .config import Config, ConfigError, config_from_dict, format_config, load_config, save_config
-from .data import ImageFolderDataset, build_train_loader, check_layout
+from .data import DECODE_ERRORS, build_train_loader, check_layout, eval_transform, find_images, load_rgb
 from .models import DISCRIMINATORS, GENERATORS, ILN, AdaILN, ModelArgs, build_networks, clip_rho
 from .visualize import sample_sheet, save_png, translation_strips
 
@@ -335,15 +335,22 @@ class Trainer:
         return int(value) > 0
 
     def _sample_images(self, folders: Mapping[str, Path]) -> dict[str, paddle.Tensor]:
-        """Fixed images for the sample sheets (the first train and test images of each domain, test
-        transform): sampling never consumes training batches."""
+        """Fixed images for the sample sheets (the first readable train and test images of each domain, test
+        transform): sampling never consumes training batches, and only these few files are decoded."""
         n, size = self.cfg.train.sample_count, self.args.img_size
         result = {}
         for d in "AB":
             images = []
             for split in ("train", "test"):
-                dataset = ImageFolderDataset(folders[f"{split}{d}"], size, train=False)
-                images += [dataset[i] for i in range(min(n, len(dataset)))]
+                found = []
+                for path in find_images(folders[f"{split}{d}"]):
+                    try:
+                        found.append(eval_transform(load_rgb(path), size))
+                    except DECODE_ERRORS:  # the training data set warns about unreadable files itself
+                        continue
+                    if len(found) == n:
+                        break
+                images += found
             result[d] = paddle.to_tensor(np.stack(images))
         return result
 
