@@ -23,6 +23,16 @@ def golden_bundle(request: pytest.FixtureRequest) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny procedural unpaired dataset (6 train + 2 test images per domain, 64 px), made once per run."""
+    from ugatit_paddle.demo_data import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    make_demo_dataset(root, n_train=6, n_test=2, size=64)
+    return root
+
+
 def tiny_config(tmp_path: Path, **sections: dict) -> dict:
     """A config dict for a tiny, fast model (img 128, ch 8, light, n_res 2) writing into tmp_path."""
     cfg = {"output_dir": str(tmp_path / "out"),

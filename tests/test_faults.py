@@ -13,17 +13,9 @@ import numpy as np
 import pytest
 
 from ugatit_paddle import checkpoint
-from ugatit_paddle.demo_data import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_demo_dataset(root, n_train=6, n_test=2, size=64)
-    return root
 
 
 def _small(out: Path, data: Path, iterations: int, *extra: str) -> list[str]:

@@ -12,17 +12,9 @@ import pytest
 
 from conftest import tiny_config
 from ugatit_paddle import checkpoint
-from ugatit_paddle.demo_data import make_demo_dataset
 from ugatit_paddle.trainer import HalfLinearDecay, NonFiniteLossError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_demo_dataset(root, n_train=6, n_test=2, size=64)
-    return root
 
 
 def _weights(trainer: Trainer) -> dict[str, np.ndarray]:
