@@ -12,6 +12,7 @@ from ugatit_paddle.models import (
     Discriminator, Generator, ModelArgs, build_networks, check_model_args, clip_rho, output_size, smallest_img_size,
 )
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
+from ugatit_paddle.models.layers import conv2d
 
 
 def test_forward_shapes_light_and_full():
@@ -138,3 +139,21 @@ def test_spectral_norm_power_iteration_advances_only_in_train_mode():
     np.testing.assert_allclose(u1, u_expected, atol=1e-5)
     sigma = u1 @ w @ v1
     np.testing.assert_allclose(conv.weight.numpy().reshape(w.shape), w / sigma, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("c_in, c_out, k, stride", [(8, 3, 7, 1), (16, 8, 3, 1), (3, 8, 7, 1), (8, 4, 4, 2), (8, 1, 4, 1)])
+def test_unpadded_conv2d_equals_plain_convolution_with_gradients(c_in, c_out, k, stride):
+    """Both CPU computations (transposed for C_out < C_in at stride 1, plain otherwise) give the plain
+    convolution's output, input gradient and weight gradient."""
+    paddle.seed(0)
+    conv = conv2d(c_in, c_out, k, stride=stride, bias=True)
+    x = paddle.uniform([2, c_in, 13, 11], min=-1, max=1)
+    x.stop_gradient = False
+    expected_out = paddle.nn.functional.conv2d(x, conv.weight, conv.bias, stride=stride)
+    out = conv(x)
+    upstream = paddle.uniform(out.shape, min=-1, max=1)
+    grads = paddle.grad(out, [x, conv.weight, conv.bias], upstream)
+    expected = paddle.grad(expected_out, [x, conv.weight, conv.bias], upstream)
+    np.testing.assert_allclose(out.numpy(), expected_out.numpy(), rtol=0, atol=1e-5)
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)

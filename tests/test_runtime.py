@@ -21,13 +21,14 @@ ON_GPU = paddle.device.get_device().startswith("gpu")
 def test_defaults_on_an_amd_glibc_machine():
     values = runtime.cpu_defaults({}, cores=8, vendor="AuthenticAMD", glibc=True)
     assert values == {"OMP_NUM_THREADS": "8", "MKL_DEBUG_CPU_TYPE": "5",
-                      "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+                      "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_MMAP_MAX_": "0",
+                      "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def test_user_settings_win_and_intel_keeps_mkl_default():
     environ = {"OMP_NUM_THREADS": "3", "MALLOC_TRIM_THRESHOLD_": "0"}
     assert runtime.cpu_defaults(environ, cores=8, vendor="GenuineIntel", glibc=True) == {
-        "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+        "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_MMAP_MAX_": "0"}
     assert runtime.cpu_defaults({}, cores=4, vendor="unknown", glibc=False) == {"OMP_NUM_THREADS": "4"}
 
 

@@ -8,12 +8,15 @@ variables the user has not set, so anything exported in the shell wins:
   `paddle.distributed.launch` job on this machine). Paddle's own default is 1 thread.
 - `MKL_DEBUG_CPU_TYPE=5` on AMD processors: makes Paddle's MKL (the GEMM behind every CPU convolution)
   take its AVX2 code path instead of the slow generic one it picks for non-Intel CPUs.
-- `MALLOC_MMAP_THRESHOLD_` (32 MiB, glibc's maximum) and `MALLOC_TRIM_THRESHOLD_` (1 GiB) with glibc:
-  Paddle's CPU allocator takes every tensor from `malloc`; by default glibc serves large blocks with
-  fresh `mmap` pages and returns them on free, so each activation-sized op pays page faults on memory it
-  just released. Keeping freed blocks in the heap makes memory-bound ops (elementwise, their gradients)
-  2-4x faster, at the price of a process that holds on to its peak memory. glibc reads these variables
-  when the process starts, so `configure_cpu` also applies them to the running process with `mallopt`.
+- `MALLOC_MMAP_THRESHOLD_` (32 MiB, glibc's maximum), `MALLOC_MMAP_MAX_=0` and `MALLOC_TRIM_THRESHOLD_`
+  (1 GiB) with glibc: Paddle's CPU allocator takes every tensor from `malloc`; by default glibc serves
+  large blocks with fresh `mmap` pages and returns them on free, so each activation-sized op pays page
+  faults on memory it just released. Keeping freed blocks in the heap makes memory-bound ops
+  (elementwise, their gradients) 2-6x faster, at the price of a process that holds on to its peak
+  memory. The threshold alone still leaves blocks of 32 MiB and more (the discriminators' largest
+  weights, the full model's MLP) to `mmap`; `MALLOC_MMAP_MAX_=0` keeps those in the heap as well.
+  glibc reads these variables when the process starts, so `configure_cpu` also applies them to the
+  running process with `mallopt`.
 
 Measured on a 2-core AMD EPYC (light model, ch 32, img 128, batch 1, one process per setting, interleaved,
 medians of 3): a training iteration 1.5x faster with `MKL_DEBUG_CPU_TYPE=5`, then 1.34x faster again with
@@ -34,8 +37,9 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 AMD_VENDOR = "AuthenticAMD"
-GLIBC_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-MALLOPT_PARAMS = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+GLIBC_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+# mallopt's parameter numbers (malloc.h): M_MMAP_THRESHOLD, M_MMAP_MAX, M_TRIM_THRESHOLD
+MALLOPT_PARAMS = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_MMAP_MAX_": -4, "MALLOC_TRIM_THRESHOLD_": -1}
 
 
 def usable_cores() -> int:
