@@ -12,7 +12,7 @@ from ugatit_paddle.models import (
     Discriminator, Generator, ModelArgs, build_networks, check_model_args, clip_rho, output_size, smallest_img_size,
 )
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
-from ugatit_paddle.models.layers import conv2d
+from ugatit_paddle.models.layers import ReflectionPad2d, conv2d
 
 
 def test_forward_shapes_light_and_full():
@@ -157,3 +157,19 @@ def test_unpadded_conv2d_equals_plain_convolution_with_gradients(c_in, c_out, k,
     np.testing.assert_allclose(out.numpy(), expected_out.numpy(), rtol=0, atol=1e-5)
     for got, want in zip(grads, expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, p", [([2, 3, 9, 7], 1), ([1, 4, 8, 8], 3)])
+def test_reflection_pad_equals_paddle_reflect_pad_with_gradient(shape, p):
+    x = paddle.uniform(shape, min=-1, max=1)
+    x.stop_gradient = False
+    out, expected = ReflectionPad2d(p)(x), paddle.nn.functional.pad(x, [p] * 4, mode="reflect")
+    upstream = paddle.uniform(expected.shape, min=-1, max=1)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    (grad,), (expected_grad,) = paddle.grad(out, x, upstream), paddle.grad(expected, x, upstream)
+    np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=0, atol=1e-6)
+
+
+def test_reflection_pad_refuses_padding_as_large_as_a_side():
+    with pytest.raises(ValueError, match="sides larger than 3"):
+        ReflectionPad2d(3)(paddle.zeros([1, 1, 3, 8]))
