@@ -12,7 +12,7 @@ from ugatit_paddle.models import (
     Discriminator, Generator, ModelArgs, build_networks, check_model_args, clip_rho, output_size, smallest_img_size,
 )
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
-from ugatit_paddle.models.layers import ReflectionPad2d, conv2d
+from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d, conv2d
 
 
 def test_forward_shapes_light_and_full():
@@ -173,3 +173,14 @@ def test_reflection_pad_equals_paddle_reflect_pad_with_gradient(shape, p):
 def test_reflection_pad_refuses_padding_as_large_as_a_side():
     with pytest.raises(ValueError, match="sides larger than 3"):
         ReflectionPad2d(3)(paddle.zeros([1, 1, 3, 8]))
+
+
+def test_nearest_upsample_equals_paddle_interpolate_with_gradient():
+    x = paddle.uniform([2, 3, 5, 4], min=-1, max=1)
+    x.stop_gradient = False
+    out = NearestUpsample2x()(x)
+    expected = paddle.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    upstream = paddle.uniform(expected.shape, min=-1, max=1)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    (grad,), (expected_grad,) = paddle.grad(out, x, upstream), paddle.grad(expected, x, upstream)
+    np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=0, atol=1e-6)
