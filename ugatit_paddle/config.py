@@ -80,6 +80,7 @@ class TrainConfig:
     sample_count: int = 5  # images per domain on a sample sheet
     reuse_fakes: bool = True  # compute the fakes once for the D and G steps (exact, see REFERENCE)
     amp: bool = False  # automatic mixed precision
+    float64: bool = False  # train in float64: for numerical checks (no float32 rounding), several times slower
 
 
 @dataclass
@@ -314,6 +315,9 @@ def _range_errors(cfg: Config) -> list[str]:
     for name in _SECTION_FIELDS["loss"]:
         value = getattr(cfg.loss, name)
         need(value >= 0, f"loss.{name}", ">= 0", value)
+    if cfg.train.amp and cfg.train.float64:
+        errors.append("config keys 'train.amp' and 'train.float64' exclude each other (float16 kernels vs float64); "
+                      "set one of them to false")
     return errors
 
 

@@ -89,9 +89,15 @@ class Trainer:
                 f"train.amp=true needs a GPU (automatic mixed precision runs float16 kernels), but this process "
                 f"runs on '{paddle.device.get_device()}'; set train.amp=false to train in float32 on the CPU")
         self.rank, self.world_size = _data_parallel()
+        self.dtype = "float64" if cfg.train.float64 else "float32"  # of the weights and of what they compute
         paddle.seed(cfg.train.seed)
-        with unique_name.guard():  # parameter names (and so optimiser state keys) independent of process history
-            self.nets = build_networks(self.args)
+        default_dtype = paddle.get_default_dtype()
+        paddle.set_default_dtype(self.dtype)  # parameters and spectral-norm buffers are created in it
+        try:
+            with unique_name.guard():  # parameter names (and so optimiser state keys) independent of process history
+                self.nets = build_networks(self.args)
+        finally:
+            paddle.set_default_dtype(default_dtype)
         t, w = cfg.train, cfg.loss
         self.weights = losses.LossWeights(w.adv_weight, w.cycle_weight, w.identity_weight, w.cam_weight)
         self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
@@ -127,6 +133,7 @@ class Trainer:
         w = self.weights
 
         reuse = self.cfg.train.reuse_fakes
+        real_A, real_B = real_A.astype(self.dtype), real_B.astype(self.dtype)
         with self._autocast():
             fake_A2B, fake_A2B_cam, _ = g_ab(real_A)
             fake_B2A, fake_B2A_cam, _ = g_ba(real_B)
@@ -351,7 +358,7 @@ class Trainer:
                     if len(found) == n:
                         break
                 images += found
-            result[d] = paddle.to_tensor(np.stack(images))
+            result[d] = paddle.to_tensor(np.stack(images)).astype(self.dtype)
         return result
 
     def _write_samples(self, samples: Mapping[str, paddle.Tensor], out: Path, writer: Any, it: int) -> None:
