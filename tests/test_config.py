@@ -194,7 +194,7 @@ def test_round_trip(tmp_path):
 def test_format_config_lists_every_key():
     text = format_config(Config())
     assert "model.img_size" in text and "256" in text and "loss.cam_weight" in text
-    assert len(text.splitlines()) == 30
+    assert len(text.splitlines()) == 31
 
 
 def test_shipped_configs_load():
@@ -211,3 +211,8 @@ def test_shipped_configs_load():
     demo = load_config(CONFIGS / "demo.yaml")
     assert demo.output_dir == "work/demo" and demo.data.root == "work/demo_data"
     assert demo.model.img_size <= 128 and demo.data.num_workers == 0
+
+
+def test_amp_and_float64_exclude_each_other():
+    with pytest.raises(ConfigError, match="'train.amp' and 'train.float64'"):
+        config_from_dict({"train": {"amp": True, "float64": True}})
