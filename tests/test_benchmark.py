@@ -42,3 +42,11 @@ def test_tool_rejects_a_bad_config():
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "-o", "model.img_szie=64"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "did you mean 'model.img_size'" in run.stderr
+
+
+def test_tool_profile_prints_the_operator_summary():
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "-c", str(ROOT / "configs" / "demo.yaml"),
+                          "--iters", "1", "--warmup", "1", "--profile"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = run.stdout[run.stdout.index("Operator Summary"):]
+    assert "conv2d" in summary and "Conv2dGradNode" in summary  # forward ops and their gradient nodes

@@ -2,10 +2,12 @@
 
     python tools/benchmark.py -c configs/selfie2anime_light.yaml --iters 5
     python tools/benchmark.py -c configs/selfie2anime_light.yaml -o model.ch=32 -o model.img_size=128 --json
+    python tools/benchmark.py -c configs/selfie2anime_light.yaml -o model.ch=32 -o model.img_size=128 --profile
 
 Reports seconds per training iteration with train.reuse_fakes on and off (interleaved, same networks) and
 their ratio, images per second, generator inference latency (eager, and exported to Paddle Inference with
 and without oneDNN) and the peak memory (resident set on CPU, allocator peak on GPU). --json prints one line.
+--profile instead prints paddle.profiler's summary of --iters training iterations: where the time goes, op by op.
 CPU defaults (threads, MKL path, allocator) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 2 bad configuration.
 """
@@ -33,13 +35,18 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
     parser.add_argument("--no-export", action="store_true", help="skip the exported-model (Paddle Inference) timing")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    parser.add_argument("--profile", action="store_true",
+                        help="print paddle.profiler's operator summary of --iters training iterations instead")
     a = parser.parse_args()
     if a.iters < 1 or a.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
     try:
         cfg = load_config(a.config, a.override)
-        from ugatit_paddle.benchmark import format_result, run_benchmark
+        from ugatit_paddle.benchmark import format_result, profile_training, run_benchmark
 
+        if a.profile:
+            profile_training(cfg, iters=a.iters, warmup=a.warmup)
+            return 0
         result = run_benchmark(cfg, iters=a.iters, warmup=a.warmup, exported=not a.no_export)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)

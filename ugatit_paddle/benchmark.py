@@ -12,6 +12,9 @@
   setting alone, before anything else runs.
 
 Seconds are medians over the timed iterations: the median resists the odd slow iteration of a shared machine.
+
+`profile_training(cfg)` prints where a training iteration's time goes: `paddle.profiler`'s operator summary
+(forward ops and their gradient nodes by total CPU time) over a few iterations.
 """
 
 from __future__ import annotations
@@ -173,6 +176,30 @@ def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool =
         for key, value in time_exported_inference(generator, cfg.model.img_size, one.numpy(), iters, warmup).items():
             result[f"infer_{key}_sec_per_image"] = value
     return result
+
+
+def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
+    """Print `paddle.profiler`'s summary of `iters` training iterations (after `warmup`) with `cfg`'s settings;
+    its "Operator Summary" lists each forward op and gradient node by total time."""
+    import paddle.profiler as profiler
+
+    trainer = Trainer(cfg)
+    real_A = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=1)
+    real_B = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=2)
+    trainer.set_train_mode(True)
+    for _ in range(warmup):
+        trainer.train_step(real_A, real_B)
+    targets = [profiler.ProfilerTarget.CPU]
+    if paddle.device.get_device().startswith("gpu"):
+        targets.append(profiler.ProfilerTarget.GPU)
+    prof = profiler.Profiler(targets=targets)
+    prof.start()
+    for _ in range(iters):
+        trainer.train_step(real_A, real_B)
+        _synchronize()
+        prof.step()
+    prof.stop()
+    prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
 
 
 def format_result(result: dict[str, Any]) -> str:

@@ -12,8 +12,10 @@ image [N, 3, S, S] in [-1, 1], cam_logit [N, 2] and heatmap [N, 1, S/4, S/4] -- 
 
 oneDNN (`InferenceModel(..., mkldnn=True)`, `predict.py --mkldnn`): Paddle 3.3's oneDNN executor cannot run
 `nearest_interp`, whose `scale` attribute is a list of doubles ("ConvertPirAttribute2RuntimeAttribute not support
-pir::ArrayAttribute<pir::DoubleAttribute>"); a generator that up-samples by repeating pixels with
-unsqueeze/expand/flatten instead runs under oneDNN with the same results. Plain CPU inference is the default.
+pir::ArrayAttribute<pir::DoubleAttribute>"); the generator up-samples with a `gather` of pixel indices instead
+(`models/layers.py`), which runs under oneDNN with the same results. In a static graph the model also picks
+the forms Paddle Inference runs fastest (plain convolutions, padding by slices, one-step ILN reductions; see
+`models/layers.py` and `models/norms.py`). Plain CPU inference is the default.
 """
 
 from __future__ import annotations
