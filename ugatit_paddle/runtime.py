@@ -20,7 +20,9 @@ variables the user has not set, so anything exported in the shell wins:
 
 Measured on a 2-core AMD EPYC (light model, ch 32, img 128, batch 1, one process per setting, interleaved,
 medians of 3): a training iteration 1.5x faster with `MKL_DEBUG_CPU_TYPE=5`, then 1.34x faster again with
-the malloc settings (peak RSS +5 to 10 %).
+the malloc threshold settings (peak RSS +5 to 10 %), and 1.4x again with `MALLOC_MMAP_MAX_=0` (5.5-5.8 s
+against 3.7-4.3 s; peak RSS +13 %). Rerun the comparison with `tools/benchmark.py`, exporting a variable to
+another value (e.g. `MALLOC_MMAP_MAX_=65536`, glibc's default) for one of the runs.
 
 Paddle prints "WARNING: OMP_NUM_THREADS set to N, not 1 ..." when N > 1; that warning is about
 data-parallel jobs and is harmless here. Use `configure_cpu(dry_run=True)` to see what would be set.

@@ -41,8 +41,8 @@ class SpectralNorm:
                 u.set_value(F.normalize(paddle.matmul(mat, v), axis=0, epsilon=EPS))
             u, v = u.clone(), v.clone()
         sigma = paddle.dot(u, paddle.mv(mat, v))
-        # times the reciprocal rather than a division: equal to rounding, and Paddle's CPU gradient of a
-        # tensor-by-scalar product is about 2x faster than that of the quotient (and closer to float64)
+        # times the reciprocal rather than a division: equal to rounding, and on CPU Paddle's gradient of a
+        # tensor-by-scalar product is cheaper than that of the quotient (and closer to float64)
         layer.weight = weight * (1.0 / sigma)
 
 
