@@ -9,7 +9,9 @@ Speed: both implementations in one process on the same random images, iterations
 ours with reuse_fakes on, ours with it off, ...), medians after warm-up, and the ratios. Both use the same
 number of threads (OMP_NUM_THREADS as set up by ugatit_paddle/runtime.py, or yours).
 Inference (--inference): generator latency for one image (eval mode, no autograd), official PyTorch eager
-against ours eager and exported (paddle.jit.save + Paddle Inference, plain CPU and oneDNN), interleaved.
+against ours eager and exported (paddle.jit.save + Paddle Inference, plain CPU and oneDNN): `--rounds` rounds of
+one fresh process per implementation (in one process, each library's idle worker threads slow the other down),
+ours interleaved within its process; medians over all rounds.
 Memory (--memory): each implementation in its own fresh process, peak resident set size (ru_maxrss) over
 `--iters` training iterations (Adam state included; the first iteration allocates it).
 The official iteration is written out here from the official training loop (UGATIT.train): the D step on
@@ -20,6 +22,7 @@ the official weights; Adam(lr 1e-4, betas (0.5, 0.999), weight_decay 1e-4); rho 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -157,36 +160,44 @@ def compare_speed(a: argparse.Namespace, threads: int) -> dict:
             "all_times": times}
 
 
-def compare_inference(a: argparse.Namespace, threads: int) -> dict:
+def inference_times(which: str, a: argparse.Namespace, threads: int) -> dict[str, list[float]]:
+    """Seconds per generator forward (batch 1, eval mode, no autograd) of one implementation, in this process:
+    "official" -> official_eager; "ours" -> ours_eager, ours_exported, ours_exported_onednn (interleaved)."""
     import tempfile
 
     import numpy as np
-    import paddle
 
-    from ugatit_paddle.export import InferenceModel, export_generator
-    from ugatit_paddle.models import Generator
-
-    official = OfficialIteration(a.torch_src, a.img_size, a.ch, a.n_res, not a.full, threads)
-    torch = official.torch
-    torch_gen = official.gen["A2B"].eval()
-    ours = Generator(a.ch, a.n_res, a.img_size, not a.full)
-    ours.eval()
     image = np.random.default_rng(0).uniform(-1, 1, (1, 3, a.img_size, a.img_size)).astype(np.float32)
-    torch_image, paddle_image = torch.from_numpy(image), paddle.to_tensor(image)
-    with tempfile.TemporaryDirectory() as folder:
-        export_generator(ours, a.img_size, folder, "A2B")
-        plain, onednn = InferenceModel(folder, threads=threads), InferenceModel(folder, mkldnn=True, threads=threads)
+    with contextlib.ExitStack() as stack:
+        if which == "official":
+            official = OfficialIteration(a.torch_src, a.img_size, a.ch, a.n_res, not a.full, threads)
+            torch, generator = official.torch, official.gen["A2B"].eval()
+            torch_image = torch.from_numpy(image)
 
-        def official_eager():
-            with torch.no_grad():
-                torch_gen(torch_image)
+            def official_eager():
+                with torch.no_grad():
+                    generator(torch_image)
 
-        def ours_eager():
-            with paddle.no_grad():
-                ours(paddle_image)
+            runs = {"official_eager": official_eager}
+        else:
+            import paddle
 
-        runs = {"official_eager": official_eager, "ours_eager": ours_eager,
-                "ours_exported": lambda: plain(image), "ours_exported_onednn": lambda: onednn(image)}
+            from ugatit_paddle.export import InferenceModel, export_generator
+            from ugatit_paddle.models import Generator
+
+            ours = Generator(a.ch, a.n_res, a.img_size, not a.full)
+            ours.eval()
+            paddle_image = paddle.to_tensor(image)
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            export_generator(ours, a.img_size, folder, "A2B")
+            plain, onednn = InferenceModel(folder, threads=threads), InferenceModel(folder, mkldnn=True, threads=threads)
+
+            def ours_eager():
+                with paddle.no_grad():
+                    ours(paddle_image)
+
+            runs = {"ours_eager": ours_eager, "ours_exported": lambda: plain(image),
+                    "ours_exported_onednn": lambda: onednn(image)}
         for fn in runs.values():
             for _ in range(a.warmup):
                 fn()
@@ -195,8 +206,23 @@ def compare_inference(a: argparse.Namespace, threads: int) -> dict:
         for i in range(a.iters):
             for key in order if i % 2 == 0 else order[::-1]:
                 times[key].append(_seconds(runs[key]))
+    return times
+
+
+def compare_inference(a: argparse.Namespace) -> dict:
+    """`a.rounds` rounds, each running the official code and then ours in fresh processes (so neither library's
+    idle worker threads slow the other down); medians over all rounds, and ratios to the official latency."""
+    times: dict[str, list[float]] = {}
+    for _ in range(a.rounds):
+        for which in ("official", "ours"):
+            run = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only-inference", which],
+                                 capture_output=True, text=True)
+            if run.returncode != 0:
+                raise SystemExit(f"{which} inference failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
+            for key, values in json.loads(run.stdout.strip().splitlines()[-1]).items():
+                times.setdefault(key, []).extend(values)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"threads": threads, **{f"{k}_sec_per_image": v for k, v in med.items()},
+    return {**{f"{k}_sec_per_image": v for k, v in med.items()},
             **{f"{k}_speed_vs_official": med["official_eager"] / v for k, v in med.items() if k != "official_eager"}}
 
 
@@ -227,7 +253,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="peak RSS, each implementation in a fresh process")
     parser.add_argument("--inference", action="store_true", help="generator inference latency instead of training")
+    parser.add_argument("--rounds", type=int, default=3, help="--inference: rounds of fresh processes (default 3)")
     parser.add_argument("--only", choices=["official", "ours_reuse_on", "ours_reuse_off"], help=argparse.SUPPRESS)
+    parser.add_argument("--only-inference", choices=["official", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     a = parser.parse_args()
     if not (Path(a.torch_src).expanduser() / "networks.py").is_file():
@@ -235,6 +263,9 @@ def main() -> int:
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     if a.only:
         print(json.dumps(memory_of(a.only, a, threads)))
+        return 0
+    if a.only_inference:
+        print(json.dumps(inference_times(a.only_inference, a, threads)))
         return 0
     if a.memory:
         result = {"config": vars(a)}
@@ -245,7 +276,7 @@ def main() -> int:
                 continue
             result[which] = json.loads(run.stdout.strip().splitlines()[-1])
     elif a.inference:
-        result = {"config": vars(a), **compare_inference(a, threads)}
+        result = {"config": vars(a), "threads": threads, **compare_inference(a)}
     else:
         result = {"config": vars(a), **compare_speed(a, threads)}
     if a.json:
