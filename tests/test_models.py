@@ -13,6 +13,7 @@ from ugatit_paddle.models import (
 )
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
 from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d, conv2d
+from ugatit_paddle.models.spectral_norm import spectral_norm
 
 
 def test_forward_shapes_light_and_full():
@@ -184,3 +185,26 @@ def test_nearest_upsample_equals_paddle_interpolate_with_gradient():
     np.testing.assert_array_equal(out.numpy(), expected.numpy())
     (grad,), (expected_grad,) = paddle.grad(out, x, upstream), paddle.grad(expected, x, upstream)
     np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("c_in, c_out, size, scales_output", [(64, 128, 5, True), (3, 8, 32, False)])
+def test_spectral_norm_conv_equals_convolution_with_normalised_weight(c_in, c_out, size, scales_output):
+    """Whether spectral norm scales the weight or (for an output smaller than the weight) the output, the
+    layer computes conv(x, weight_orig / sigma) + bias, with the same gradients (to float32 rounding of the
+    largest value)."""
+    paddle.seed(0)
+    conv = spectral_norm(conv2d(c_in, c_out, 4, stride=1, bias=True))
+    conv.eval()  # keep u, v fixed so that sigma is known
+    x = paddle.uniform([2, c_in, size, size], min=-1, max=1)
+    out = conv(x)
+    assert (conv.scaled_weight is not None) == scales_output
+    w = conv.weight_orig
+    sigma = paddle.dot(conv.weight_u, paddle.mv(w.reshape([c_out, -1]), conv.weight_v))
+    expected = paddle.nn.functional.conv2d(x, w / sigma, conv.bias)
+    upstream = paddle.uniform(out.shape, min=-1, max=1)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=0, atol=1e-5 * float(expected.abs().max()))
+    grads = paddle.grad(out, [w, conv.bias], upstream)
+    expected_grads = paddle.grad(expected, [w, conv.bias], upstream)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5 * float(want.abs().max()))
+    assert "weight" not in dict(conv.named_parameters())  # the checkpoint keys stay the official ones

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 import paddle
@@ -32,16 +33,39 @@ class UnpaddedConv2D(nn.Conv2D):
     the second matrix is smaller: 1.6x to 8x faster forward and backward on CPU, same values to
     float32 rounding (about 1e-6 relative). Elsewhere, on GPUs and in exported (static) graphs, which
     may run on a GPU or with oneDNN, the plain convolution runs.
+
+    `scaled_weight` (None, or a pair `(weight, scale)` with a scalar tensor `scale`): when set, the layer
+    convolves with `weight * scale` instead of `self.weight`, computed as `conv(x, weight) * scale + bias`.
+    Spectral normalisation sets it where the output is smaller than the weight (the discriminators' deep
+    layers): scaling the output instead of the weight saves a full pass over the weight and its gradient at
+    every forward. (A pair, not two attributes: a Paddle layer would register a parameter assigned to it.)
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scaled_weight: tuple[paddle.Tensor, paddle.Tensor] | None = None
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [N, C_in, H, W] -> [N, C_out, (H - k) / stride + 1, (W - k) / stride + 1]."""
-        c_out, c_in, k, _ = self.weight.shape
+        if self.scaled_weight is None:
+            return self._convolve(x, self.weight, self.bias)
+        weight, scale = self.scaled_weight
+        out = self._convolve(x, weight, None) * scale
+        return out if self.bias is None else out + self.bias.reshape([1, -1, 1, 1])
+
+    def output_numel(self, x_shape: list[int]) -> int:
+        """Number of elements of the output for an input of shape `x_shape` [N, C_in, H, W]."""
+        n, _, h, w = x_shape
+        k, s = self._kernel_size[0], self._stride[0]
+        return n * self._out_channels * ((h - k) // s + 1) * ((w - k) // s + 1)
+
+    def _convolve(self, x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None) -> paddle.Tensor:
+        c_out, c_in, k, _ = weight.shape
         on_cpu = paddle.in_dynamic_mode() and x.place.is_cpu_place()
         if c_out < c_in and k > 1 and self._stride == [1, 1] and on_cpu:
-            kernel = self.weight.flip([2, 3]).transpose([1, 0, 2, 3])
-            return F.conv2d_transpose(x, kernel, self.bias, padding=k - 1)
-        return super().forward(x)
+            kernel = weight.flip([2, 3]).transpose([1, 0, 2, 3])
+            return F.conv2d_transpose(x, kernel, bias, padding=k - 1)
+        return F.conv2d(x, weight, bias, stride=self._stride)
 
 
 def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = True) -> UnpaddedConv2D:

@@ -16,6 +16,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .layers import UnpaddedConv2D
+
 EPS = 1e-12
 
 
@@ -43,7 +45,13 @@ class SpectralNorm:
         sigma = paddle.dot(u, paddle.mv(mat, v))
         # times the reciprocal rather than a division: equal to rounding, and on CPU Paddle's gradient of a
         # tensor-by-scalar product is cheaper than that of the quotient (and closer to float64)
-        layer.weight = weight * (1.0 / sigma)
+        inv_sigma = 1.0 / sigma
+        if isinstance(layer, UnpaddedConv2D) and weight.size > layer.output_numel(inputs[0].shape):
+            layer.scaled_weight = (weight, inv_sigma)  # conv(x, W) / sigma: the smaller tensor scaled
+        else:
+            layer.weight = weight * inv_sigma
+            if isinstance(layer, UnpaddedConv2D):
+                layer.scaled_weight = None
 
 
 def spectral_norm(layer: nn.Conv2D | nn.Linear) -> nn.Layer:
