@@ -3,6 +3,9 @@
 `weight = weight_orig / sigma` with `sigma = u . (W v)`; in train mode each forward first runs one power
 iteration (`v = normalize(W^T u)`, `u = normalize(W v)`) and stores the new `weight_u`/`weight_v`
 buffers; in eval mode the stored vectors are used as they are. Gradients flow through `weight_orig` only.
+Where a convolution's output is smaller than its weight, the hook hands the layer `(weight_orig, 1 / sigma)`
+instead (`UnpaddedConv2D.scaled_weight`), which computes `conv(x, weight_orig) / sigma + bias`: the same
+function, with the division done on the smaller tensor.
 
 Paddle ships an equivalent hook; this one additionally works under `paddle.LazyGuard` (shapes known
 before any weight is allocated), which lets the converter check a checkpoint's shapes for free.
