@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,20 +139,26 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def _interleaved_times(runs: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, list[float]]:
+    """`warmup` untimed calls of each run, then `iters` timed rounds, the order reversed every other round."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    order = list(runs)
+    for i in range(iters):
+        for key in order if i % 2 == 0 else order[::-1]:
+            times[key].append(_seconds(runs[key]))
+    return times
+
+
 def compare_speed(a: argparse.Namespace, threads: int) -> dict:
     official = OfficialIteration(a.torch_src, a.img_size, a.ch, a.n_res, not a.full, threads)
     ours = OurIteration(a.img_size, a.ch, a.n_res, not a.full, a.batch)
     real_A, real_B = official.images(a.batch, a.img_size, 1), official.images(a.batch, a.img_size, 2)
     runs = {"official": lambda: official.step(real_A, real_B), "ours_reuse_on": lambda: ours.step(True),
             "ours_reuse_off": lambda: ours.step(False)}
-    for fn in runs.values():
-        for _ in range(a.warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    order = list(runs)
-    for i in range(a.iters):
-        for key in order if i % 2 == 0 else order[::-1]:
-            times[key].append(_seconds(runs[key]))
+    times = _interleaved_times(runs, a.warmup, a.iters)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"threads": threads, **{f"{k}_sec_per_iter": v for k, v in med.items()},
             "ours_speed_vs_official": med["official"] / med["ours_reuse_on"],
@@ -198,15 +205,7 @@ def inference_times(which: str, a: argparse.Namespace, threads: int) -> dict[str
 
             runs = {"ours_eager": ours_eager, "ours_exported": lambda: plain(image),
                     "ours_exported_onednn": lambda: onednn(image)}
-        for fn in runs.values():
-            for _ in range(a.warmup):
-                fn()
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        order = list(runs)
-        for i in range(a.iters):
-            for key in order if i % 2 == 0 else order[::-1]:
-                times[key].append(_seconds(runs[key]))
-    return times
+        return _interleaved_times(runs, a.warmup, a.iters)
 
 
 def compare_inference(a: argparse.Namespace) -> dict:
