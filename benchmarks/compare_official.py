@@ -9,9 +9,9 @@ Speed: both implementations in one process on the same random images, iterations
 ours with reuse_fakes on, ours with it off, ...), medians after warm-up, and the ratios. Both use the same
 number of threads (OMP_NUM_THREADS as set up by ugatit_paddle/runtime.py, or yours).
 Inference (--inference): generator latency for one image (eval mode, no autograd), official PyTorch eager
-against ours eager and exported (paddle.jit.save + Paddle Inference, plain CPU and oneDNN): `--rounds` rounds of
-one fresh process per implementation (in one process, each library's idle worker threads slow the other down),
-ours interleaved within its process; medians over all rounds.
+against ours eager and exported (paddle.jit.save + Paddle Inference, plain CPU and oneDNN): `--rounds` rounds in
+which each of the four runs alone in a fresh process (in one process, the idle worker threads one library or
+executor leaves spinning slow the next one down); medians over all rounds.
 Memory (--memory): each implementation in its own fresh process, peak resident set size (ru_maxrss) over
 `--iters` training iterations (Adam state included; the first iteration allocates it).
 The official iteration is written out here from the official training loop (UGATIT.train): the D step on
@@ -167,25 +167,26 @@ def compare_speed(a: argparse.Namespace, threads: int) -> dict:
             "all_times": times}
 
 
-def inference_times(which: str, a: argparse.Namespace, threads: int) -> dict[str, list[float]]:
-    """Seconds per generator forward (batch 1, eval mode, no autograd) of one implementation, in this process:
-    "official" -> official_eager; "ours" -> ours_eager, ours_exported, ours_exported_onednn (interleaved)."""
+INFERENCE_RUNS = ("official_eager", "ours_eager", "ours_exported", "ours_exported_onednn")
+
+
+def inference_times(which: str, a: argparse.Namespace, threads: int) -> list[float]:
+    """Seconds per generator forward (batch 1, eval mode, no autograd) of one of `INFERENCE_RUNS`, alone in this
+    process: `a.warmup` untimed calls, then `a.iters` timed ones."""
     import tempfile
 
     import numpy as np
 
     image = np.random.default_rng(0).uniform(-1, 1, (1, 3, a.img_size, a.img_size)).astype(np.float32)
     with contextlib.ExitStack() as stack:
-        if which == "official":
+        if which == "official_eager":
             official = OfficialIteration(a.torch_src, a.img_size, a.ch, a.n_res, not a.full, threads)
             torch, generator = official.torch, official.gen["A2B"].eval()
             torch_image = torch.from_numpy(image)
 
-            def official_eager():
+            def run():
                 with torch.no_grad():
                     generator(torch_image)
-
-            runs = {"official_eager": official_eager}
         else:
             import paddle
 
@@ -194,32 +195,34 @@ def inference_times(which: str, a: argparse.Namespace, threads: int) -> dict[str
 
             ours = Generator(a.ch, a.n_res, a.img_size, not a.full)
             ours.eval()
-            paddle_image = paddle.to_tensor(image)
-            folder = stack.enter_context(tempfile.TemporaryDirectory())
-            export_generator(ours, a.img_size, folder, "A2B")
-            plain, onednn = InferenceModel(folder, threads=threads), InferenceModel(folder, mkldnn=True, threads=threads)
+            if which == "ours_eager":
+                paddle_image = paddle.to_tensor(image)
 
-            def ours_eager():
-                with paddle.no_grad():
-                    ours(paddle_image)
+                def run():
+                    with paddle.no_grad():
+                        ours(paddle_image)
+            else:
+                folder = stack.enter_context(tempfile.TemporaryDirectory())
+                export_generator(ours, a.img_size, folder, "A2B")
+                model = InferenceModel(folder, mkldnn=which == "ours_exported_onednn", threads=threads)
 
-            runs = {"ours_eager": ours_eager, "ours_exported": lambda: plain(image),
-                    "ours_exported_onednn": lambda: onednn(image)}
-        return _interleaved_times(runs, a.warmup, a.iters)
+                def run():
+                    model(image)
+        return _interleaved_times({which: run}, a.warmup, a.iters)[which]
 
 
 def compare_inference(a: argparse.Namespace) -> dict:
-    """`a.rounds` rounds, each running the official code and then ours in fresh processes (so neither library's
-    idle worker threads slow the other down); medians over all rounds, and ratios to the official latency."""
+    """`a.rounds` rounds, each running every one of `INFERENCE_RUNS` in a fresh process of its own (in one process,
+    one library's or executor's idle worker threads slow the next one down), the order reversed every other
+    round; medians over all rounds, and speed ratios to the official latency."""
     times: dict[str, list[float]] = {}
-    for _ in range(a.rounds):
-        for which in ("official", "ours"):
+    for r in range(a.rounds):
+        for which in INFERENCE_RUNS if r % 2 == 0 else INFERENCE_RUNS[::-1]:
             run = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only-inference", which],
                                  capture_output=True, text=True)
             if run.returncode != 0:
                 raise SystemExit(f"{which} inference failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
-            for key, values in json.loads(run.stdout.strip().splitlines()[-1]).items():
-                times.setdefault(key, []).extend(values)
+            times.setdefault(which, []).extend(json.loads(run.stdout.strip().splitlines()[-1]))
     med = {k: statistics.median(v) for k, v in times.items()}
     return {**{f"{k}_sec_per_image": v for k, v in med.items()},
             **{f"{k}_speed_vs_official": med["official_eager"] / v for k, v in med.items() if k != "official_eager"}}
@@ -254,7 +257,7 @@ def main() -> int:
     parser.add_argument("--inference", action="store_true", help="generator inference latency instead of training")
     parser.add_argument("--rounds", type=int, default=3, help="--inference: rounds of fresh processes (default 3)")
     parser.add_argument("--only", choices=["official", "ours_reuse_on", "ours_reuse_off"], help=argparse.SUPPRESS)
-    parser.add_argument("--only-inference", choices=["official", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--only-inference", choices=INFERENCE_RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     a = parser.parse_args()
     if not (Path(a.torch_src).expanduser() / "networks.py").is_file():

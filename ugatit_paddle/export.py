@@ -10,12 +10,11 @@ The graph takes `image`: float32 [N, 3, S, S] in [-1, 1] (N dynamic) and returns
 image [N, 3, S, S] in [-1, 1], cam_logit [N, 2] and heatmap [N, 1, S/4, S/4] -- the same as
 `Generator.forward`. `export.json` records the direction, the architecture, S and the output names.
 
-oneDNN (`InferenceModel(..., mkldnn=True)`, `predict.py --mkldnn`): Paddle 3.3's oneDNN executor cannot run
-`nearest_interp`, whose `scale` attribute is a list of doubles ("ConvertPirAttribute2RuntimeAttribute not support
-pir::ArrayAttribute<pir::DoubleAttribute>"); the generator up-samples with a `gather` of pixel indices instead
-(`models/layers.py`), which runs under oneDNN with the same results. In a static graph the model also picks
-the forms Paddle Inference runs fastest (plain convolutions, padding by slices, one-step ILN reductions; see
-`models/layers.py` and `models/norms.py`). Plain CPU inference is the default.
+What is saved is `models.InferenceGenerator(generator)`: the generator's function in the forms Paddle
+Inference runs fastest (see that module; same results to float32 rounding). oneDNN
+(`InferenceModel(..., mkldnn=True)`, `predict.py --mkldnn`) is the fast CPU path; the graph has no
+`nearest_interp`, which Paddle 3.3's oneDNN executor cannot run ("ConvertPirAttribute2RuntimeAttribute not
+support pir::ArrayAttribute<pir::DoubleAttribute>"). Plain CPU inference is the default.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .models import ModelArgs
+from .models import Generator, InferenceGenerator, ModelArgs
 from .translate import generator_name, load_generators
 
 MODEL_PREFIX = "model"
@@ -43,15 +42,16 @@ class ExportError(ValueError):
     """An inference-model folder that is missing files or cannot be run; the message says what to do."""
 
 
-def export_generator(generator: paddle.nn.Layer, img_size: int, output_dir: str | Path, direction: str,
+def export_generator(generator: Generator, img_size: int, output_dir: str | Path, direction: str,
                      model_args: ModelArgs | None = None) -> Path:
-    """`paddle.jit.save` `generator` with input [None, 3, img_size, img_size] into `output_dir`
-    (see the module docstring for the files); returns `output_dir`."""
+    """`paddle.jit.save` `generator` (as `InferenceGenerator`) with input [None, 3, img_size, img_size] into
+    `output_dir` (see the module docstring for the files); returns `output_dir`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    generator.eval()
+    graph = InferenceGenerator(generator)
+    graph.eval()
     spec = [InputSpec([None, 3, img_size, img_size], "float32", name=INPUT_NAME)]
-    paddle.jit.save(generator, str(output_dir / MODEL_PREFIX), input_spec=spec)
+    paddle.jit.save(graph, str(output_dir / MODEL_PREFIX), input_spec=spec)
     info = {"format": INFO_FORMAT, "version": INFO_VERSION, "direction": direction,
             "generator": generator_name(direction), "img_size": img_size,
             "model_args": dataclasses.asdict(model_args) if model_args is not None else None,

@@ -8,6 +8,7 @@ import paddle.nn as nn
 
 from .discriminator import Discriminator, output_size
 from .generator import Generator
+from .inference_generator import InferenceGenerator
 from .norms import ILN, AdaILN, clip_rho
 
 GENERATORS = ("genA2B", "genB2A")
@@ -68,6 +69,7 @@ def build_networks(args: ModelArgs, names: tuple[str, ...] = NETWORKS) -> dict[s
 
 
 __all__ = [
-    "AdaILN", "ILN", "DISCRIMINATORS", "Discriminator", "GENERATORS", "Generator", "ModelArgs", "NETWORKS",
+    "AdaILN", "ILN", "DISCRIMINATORS", "Discriminator", "GENERATORS", "Generator", "InferenceGenerator", "ModelArgs",
+    "NETWORKS",
     "build_network", "build_networks", "check_model_args", "clip_rho", "output_size", "smallest_img_size",
 ]

@@ -110,7 +110,7 @@ def upsample_index(h: int, w: int) -> np.ndarray:
 
 class ReflectionPad2d(nn.Layer):
     """`torch.nn.ReflectionPad2d`: reflect-pad all four sides of an NCHW tensor by `padding` (same values as
-    `nn.Pad2D(mode="reflect")`), by `gather_planes` in dygraph and by slices in exported graphs."""
+    `nn.Pad2D(mode="reflect")`), by `gather_planes`. (Exported graphs pad by slices: `inference_generator.py`.)"""
 
     def __init__(self, padding: int) -> None:
         super().__init__()
@@ -124,33 +124,20 @@ class ReflectionPad2d(nn.Layer):
         h, w = x.shape[2:]
         if p >= min(h, w):
             raise ValueError(f"reflection padding {p} needs sides larger than {p}, got {h}x{w}")
-        if paddle.in_dynamic_mode():
-            return gather_planes(x, reflection_index(h, w, p), h + 2 * p, w + 2 * p)
-        # an exported graph: borders sliced, flipped and concatenated, which oneDNN runs natively (gather it cannot)
-        for axis, side in ((2, h), (3, w)):
-            before = paddle.slice(x, [axis], [1], [p + 1])
-            after = paddle.slice(x, [axis], [side - p - 1], [side - 1])
-            if p > 1:
-                before, after = before.flip(axis), after.flip(axis)
-            x = paddle.concat([before, x, after], axis=axis)
-        return x
+        return gather_planes(x, reflection_index(h, w, p), h + 2 * p, w + 2 * p)
 
 
 class NearestUpsample2x(nn.Layer):
     """`nn.Upsample(scale_factor=2, mode="nearest")` on NCHW: each pixel repeated 2x2.
 
-    Same values as `nearest_interp`, without it: Paddle 3.3's oneDNN inference cannot run `nearest_interp`. In
-    dygraph by `gather_planes` (about 2-4x faster on CPU than `nearest_interp`, forward and backward); in
-    exported graphs as a depthwise stride-2 transposed convolution with a 2x2 kernel of ones, which oneDNN
-    runs natively (each output is one input times 1.0: exact).
+    Same values as `nearest_interp`, by `gather_planes` (about 2-4x faster on CPU than `nearest_interp`, forward
+    and backward). Exported graphs fold it into the convolution that follows (`inference_generator.py`).
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [N, C, H, W] -> [N, C, 2H, 2W]."""
-        c, h, w = x.shape[1:]
-        if paddle.in_dynamic_mode():
-            return gather_planes(x, upsample_index(h, w), 2 * h, 2 * w)
-        return F.conv2d_transpose(x, paddle.ones([c, 1, 2, 2], dtype=x.dtype), stride=2, groups=c)
+        h, w = x.shape[2:]
+        return gather_planes(x, upsample_index(h, w), 2 * h, 2 * w)
 
 
 def instance_norm(ch: int) -> nn.InstanceNorm2D:

@@ -9,9 +9,8 @@ statistics drifts about 1e-4 relative in Paddle, which the generator amplifies. 
 therefore reduces one axis at a time (W, then H: Paddle's float32 reduction over H*W at once is about
 6x less accurate), centres before squaring, and derives the layer statistics from the per-channel ones
 (Chan's parallel variance formula), so no sum runs over more than max(H, W, C) terms. Exported graphs
-(static mode) reduce each flattened [H * W] plane in one step: Paddle Inference's kernels are as accurate
-that way (generator output 2.5e-6 from float64 without oneDNN, 5.3e-6 with it, like the two-step form;
-256 px, ch 64) and faster with oneDNN.
+compute the same statistics on flattened [H * W] planes (`inference_generator.iln`), where Paddle Inference's
+kernels are as accurate in one step.
 """
 
 from __future__ import annotations
@@ -30,15 +29,8 @@ def iln_statistics(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, padd
     """
     _, c, h, w = x.shape
     hw = h * w
-    if paddle.in_dynamic_mode():
-        in_mean = x.mean(axis=3, keepdim=True).mean(axis=2, keepdim=True)
-        in_sq = (x - in_mean).square().sum(axis=3, keepdim=True).sum(axis=2, keepdim=True)  # per-channel squared deviations
-    else:  # an exported graph: reduce each [H * W] plane as one axis (as accurate in Paddle Inference, and under
-        # oneDNN a reshaped plain-layout tensor reduces several times faster than a convolution's blocked output)
-        planes = x.reshape([-1, c, hw])
-        plane_mean = planes.mean(axis=2, keepdim=True)
-        in_mean = plane_mean.reshape([-1, c, 1, 1])
-        in_sq = (planes - plane_mean).square().sum(axis=2).reshape([-1, c, 1, 1])
+    in_mean = x.mean(axis=3, keepdim=True).mean(axis=2, keepdim=True)
+    in_sq = (x - in_mean).square().sum(axis=3, keepdim=True).sum(axis=2, keepdim=True)  # per-channel squared deviations
     in_var = in_sq / (hw - 1)
     ln_mean = in_mean.mean(axis=1, keepdim=True)
     ln_sq = in_sq.sum(axis=1, keepdim=True) + hw * (in_mean - ln_mean).square().sum(axis=1, keepdim=True)
