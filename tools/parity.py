@@ -6,7 +6,7 @@ Live mode (needs torch and a clone of UGATIT-pytorch): run both side by side
     python tools/parity.py --torch-ckpt official.pt --torch-src ~/UGATIT-pytorch [--images DIR]
 The official code against its own recording (needs torch and the clone; shows how reproducible a bundle is):
     python tools/parity.py --bundle DIR --official-rerun --torch-src ~/UGATIT-pytorch [--threads 1]
-Float32 precision of the generator against a float64 evaluation (official side too with --torch-src):
+Float32 precision of the generator, eager and exported, against a float64 evaluation (official too with --torch-src):
     python tools/parity.py --float64 --img-size 256 --ch 64 --light [--torch-src ~/UGATIT-pytorch]
 Exit status: 0 all within tolerance, 1 some value outside, 2 bad usage.
 """

@@ -11,6 +11,7 @@ The tolerances (`Tolerances`) are the ones calibrated on the official code itsel
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,10 @@ def bundle_parity(bundle: str | Path, steps: int = 0, tol: Tolerances = Toleranc
 
 def format_table(rows: list[Row]) -> str:
     """A fixed-width table: check, network, output, max abs diff, compared value, limit, verdict."""
-    lines = [f"{'check':<11} {'network':<8} {'output':<10} {'max|diff|':>10} {'value':>10} {'limit':>9}  verdict"]
+    width = max([8, *(len(r.network) for r in rows)])
+    lines = [f"{'check':<11} {'network':<{width}} {'output':<10} {'max|diff|':>10} {'value':>10} {'limit':>9}  verdict"]
     for r in rows:
-        lines.append(f"{r.check:<11} {r.network:<8} {r.output:<10} {r.max_abs:>10.3e} {r.value:>10.3e} "
+        lines.append(f"{r.check:<11} {r.network:<{width}} {r.output:<10} {r.max_abs:>10.3e} {r.value:>10.3e} "
                      f"{r.limit:>9.1e}  {'ok' if r.ok else 'FAIL'}")
     failed = sum(not r.ok for r in rows)
     lines.append(f"{len(rows) - failed} passed, {failed} failed")
@@ -316,11 +318,13 @@ def official_rerun(bundle: str | Path, torch_src: str | Path, threads: int | Non
 def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None = None) -> list[Row]:
     """How far float32 generators are from a float64 evaluation of the same weights and input.
 
-    Builds a random generator for `args`, runs it in float32 and in float64 (Paddle), and, when `torch_src`
-    (a clone of UGATIT-pytorch) is given and torch is installed, also the official float32 generator.
+    Builds a random generator for `args`, runs it in float32 and in float64 (Paddle), exports it and runs the
+    exported model with Paddle Inference (plain and oneDNN), and, when `torch_src` (a clone of UGATIT-pytorch)
+    is given and torch is installed, also the official float32 generator.
     The rows' `value` is max|diff| / max|float64 output|; the limit is the eval tolerance.
     """
     from .convert import paddle_to_torch
+    from .export import InferenceModel, export_generator
     from .models import Generator
 
     paddle.seed(seed)
@@ -338,6 +342,12 @@ def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None
         ref = [t.numpy() for t in net64.eval()(paddle.to_tensor(x))]
         ours = [t.numpy() for t in net32.eval()(paddle.to_tensor(x.astype(np.float32)))]
     rows = [compare("f32 vs f64", "paddle", o, a, r, Tolerances().eval_rel) for o, a, r in zip(OUTPUTS, ours, ref)]
+    with tempfile.TemporaryDirectory() as folder:
+        export_generator(net32, args.img_size, folder, "A2B")
+        for label, onednn in (("exported", False), ("exported+onednn", True)):
+            outputs = InferenceModel(folder, mkldnn=onednn)(x.astype(np.float32))
+            rows += [compare("f32 vs f64", label, o, a, r, Tolerances().eval_rel)
+                     for o, a, r in zip(OUTPUTS, outputs, ref)]
     if torch_src is not None:
         try:
             import torch

@@ -95,7 +95,8 @@ def iln(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: paddle
     ln_inv_std = paddle.rsqrt(paddle.scale(ln_sq, 1.0 / (c * hw - 1), bias=EPS))
     rho = rho.reshape([1, c, 1])
     ln_scale = (1 - rho) * ln_inv_std
-    # x = d + mean, so x * (in_scale + ln_scale) - mean * in_scale - ln_mean * ln_scale = d * (...) + mean_dev * ln_scale
+    # in_scale = rho * in_inv_std, x = d + mean:
+    # x * (in_scale + ln_scale) - mean * in_scale - ln_mean * ln_scale = d * (in_scale + ln_scale) + mean_dev * ln_scale
     out = d * ((rho * in_inv_std + ln_scale) * gamma) + (mean_dev * ln_scale * gamma + beta)
     if residual is not None:
         out = out + residual.reshape([-1, c, hw])
@@ -117,18 +118,19 @@ class InferenceGenerator(nn.Layer):
     def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         g = self.generator
         x = self._encode(x)  # [N, C, S/4, S/4]
-        n, c, h, w = x.shape
+        c, h, w = x.shape[1:]
         planes = x.reshape([-1, c, h * w])
         gap_logit = g.gap_fc(planes.mean(axis=2))
         gmp_logit = g.gmp_fc(planes.max(axis=2))
         cam_logit = paddle.concat([gap_logit, gmp_logit], axis=1)  # [N, 2]
 
         conv_w = g.conv1x1.weight  # [C, 2C, 1, 1] over concat(x * gap weight, x * gmp weight)
-        cam_w = conv_w[:, :c] * g.gap_fc.weight.reshape([1, c, 1, 1]) + conv_w[:, c:] * g.gmp_fc.weight.reshape([1, c, 1, 1])
+        gap_w, gmp_w = g.gap_fc.weight.reshape([1, c, 1, 1]), g.gmp_fc.weight.reshape([1, c, 1, 1])
+        cam_w = conv_w[:, :c] * gap_w + conv_w[:, c:] * gmp_w
         x = F.relu(F.conv2d(x, cam_w, g.conv1x1.bias))
         heatmap = F.conv2d(x, paddle.ones([1, c, 1, 1], dtype=x.dtype))  # channel sum, [N, 1, S/4, S/4]
 
-        mlp_in = x.reshape([-1, c, h * w]).mean(axis=2) if g.light else x.reshape([n, -1])
+        mlp_in = x.reshape([-1, c, h * w]).mean(axis=2) if g.light else x.flatten(1)
         hidden = g.FC(mlp_in)
         gamma, beta = g.gamma(hidden).reshape([-1, c, 1]), g.beta(hidden).reshape([-1, c, 1])
         for i in range(g.n_res):
@@ -158,7 +160,8 @@ class InferenceGenerator(nn.Layer):
         layers = list(self.generator.UpBlock2)
         for i in range(N_DOWNSAMPLING):  # [NearestUpsample2x, ReflectionPad2d(1), conv 3x3, ILN, ReLU] each
             up, pad, conv, norm, _ = layers[5 * i:5 * i + 5]
-            assert isinstance(up, NearestUpsample2x) and pad.padding == 1 and conv.bias is None and isinstance(norm, ILN)
+            assert isinstance(up, NearestUpsample2x) and pad.padding == 1 and isinstance(norm, ILN)
+            assert conv.bias is None
             gamma, beta = norm.gamma.reshape([1, -1, 1]), norm.beta.reshape([1, -1, 1])
             x = iln(upsample_conv3x3(x, conv.weight), norm.rho, gamma, beta, relu=True)
         pad, conv, _ = layers[-3:]  # ReflectionPad2d(3), conv 7x7, Tanh
