@@ -338,9 +338,11 @@ def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None
         paddle.set_default_dtype(previous)
     net64.set_state_dict({k: v.astype(np.float64) for k, v in state.items()})
     x = np.random.default_rng(seed).uniform(-1, 1, (1, 3, args.img_size, args.img_size))
+    net64.eval()  # (Layer.eval() returns None in Paddle 2.6)
+    net32.eval()
     with paddle.no_grad():
-        ref = [t.numpy() for t in net64.eval()(paddle.to_tensor(x))]
-        ours = [t.numpy() for t in net32.eval()(paddle.to_tensor(x.astype(np.float32)))]
+        ref = [t.numpy() for t in net64(paddle.to_tensor(x))]
+        ours = [t.numpy() for t in net32(paddle.to_tensor(x.astype(np.float32)))]
     rows = [compare("f32 vs f64", "paddle", o, a, r, Tolerances().eval_rel) for o, a, r in zip(OUTPUTS, ours, ref)]
     with tempfile.TemporaryDirectory() as folder:
         export_generator(net32, args.img_size, folder, "A2B")
