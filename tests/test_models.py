@@ -12,7 +12,8 @@ from ugatit_paddle.models import (
     Discriminator, Generator, ModelArgs, build_networks, check_model_args, clip_rho, output_size, smallest_img_size,
 )
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
-from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d, conv2d
+from ugatit_paddle.models import layers
+from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d, _conv_as_matmul, conv2d
 from ugatit_paddle.models.spectral_norm import spectral_norm
 
 
@@ -142,16 +143,25 @@ def test_spectral_norm_power_iteration_advances_only_in_train_mode():
     np.testing.assert_allclose(conv.weight.numpy().reshape(w.shape), w / sigma, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("c_in, c_out, k, stride", [(8, 3, 7, 1), (16, 8, 3, 1), (3, 8, 7, 1), (8, 4, 4, 2), (8, 1, 4, 1)])
-def test_unpadded_conv2d_equals_plain_convolution_with_gradients(c_in, c_out, k, stride):
-    """Both CPU computations (transposed for C_out < C_in at stride 1, plain otherwise) give the plain
-    convolution's output, input gradient and weight gradient."""
+@pytest.mark.parametrize("c_in, c_out, k, stride, size, path", [
+    (8, 3, 7, 1, (13, 11), "transposed"), (16, 8, 3, 1, (13, 11), "transposed"), (3, 8, 7, 1, (13, 11), "plain"),
+    (8, 4, 4, 2, (13, 11), "plain"), (8, 1, 4, 1, (13, 11), "transposed"),
+    (16, 24, 4, 1, (6, 5), "matmul"), (64, 32, 1, 1, (3, 3), "matmul"), (8, 16, 4, 2, (10, 9), "matmul"),
+])
+def test_unpadded_conv2d_equals_plain_convolution_with_gradients(c_in, c_out, k, stride, size, path, monkeypatch):
+    """Each CPU computation (transposed for C_out < C_in at stride 1, a matrix product on unfolded patches for
+    a large weight at few output pixels, plain otherwise) gives the plain convolution's output, input gradient
+    and weight gradient."""
+    monkeypatch.setattr(layers, "MATMUL_MIN_WEIGHT", 1000)  # the matmul path at test sizes
+    used = []
+    monkeypatch.setattr(layers, "_conv_as_matmul", lambda *a: used.append(1) or _conv_as_matmul(*a))
     paddle.seed(0)
     conv = conv2d(c_in, c_out, k, stride=stride, bias=True)
-    x = paddle.uniform([2, c_in, 13, 11], min=-1, max=1)
+    x = paddle.uniform([2, c_in, *size], min=-1, max=1)
     x.stop_gradient = False
     expected_out = paddle.nn.functional.conv2d(x, conv.weight, conv.bias, stride=stride)
     out = conv(x)
+    assert bool(used) == (path == "matmul")
     upstream = paddle.uniform(out.shape, min=-1, max=1)
     grads = paddle.grad(out, [x, conv.weight, conv.bias], upstream)
     expected = paddle.grad(expected_out, [x, conv.weight, conv.bias], upstream)

@@ -26,7 +26,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +116,11 @@ class Trainer:
     def _adam(self, params: list[paddle.Tensor]) -> paddle.optimizer.Adam:
         t = self.cfg.train
         # A float weight_decay is coupled L2 added to the gradient, like torch.optim.Adam's weight_decay.
+        # The multi-tensor update (one fused step over all parameters) is about 1.6x faster on CPU than one
+        # update per parameter, equal to rounding; Paddle has it for float32, not float64.
         return paddle.optimizer.Adam(
             learning_rate=self.lr_schedule, beta1=t.beta1, beta2=t.beta2, epsilon=1e-8,
-            parameters=params, weight_decay=t.weight_decay,
+            parameters=params, weight_decay=t.weight_decay, use_multi_tensor=self.dtype == "float32",
         )
 
     def set_train_mode(self, training: bool) -> None:
@@ -154,8 +156,8 @@ class Trainer:
         self.D_optim.clear_grad()
         self._backward_and_step(D_loss, self.D_params, self.D_optim, self.D_scaler)
 
-        # --- G step
-        with self._autocast():
+        # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
+        with self._autocast(), _constants(self.D_params):
             if not reuse:  # the official code's second forward: same values, twice the cost
                 fake_A2B, fake_A2B_cam, _ = g_ab(real_A)
                 fake_B2A, fake_B2A_cam, _ = g_ba(real_B)
@@ -387,6 +389,20 @@ class Trainer:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Trainer":
         return cls(config_from_dict(values))
+
+
+@contextlib.contextmanager
+def _constants(params: Sequence[paddle.Tensor]) -> Iterator[None]:
+    """Within the block, `params` enter the autograd graph as constants (no gradient computed for them);
+    gradients still flow through the layers that use them to their inputs."""
+    flags = [p.stop_gradient for p in params]
+    for p in params:
+        p.stop_gradient = True
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.stop_gradient = flag
 
 
 def _data_parallel() -> tuple[int, int]:

@@ -37,6 +37,12 @@ class SpectralNorm:
         return weight.reshape([weight.shape[0], -1])
 
     def __call__(self, layer: nn.Layer, inputs: object) -> None:
+        # In float32 also under `train.amp`: auto_cast would run the power iteration's products in float16 (8.4M
+        # weights cast at every forward) and hand the float32 buffers float16 values, which `set_value` refuses.
+        with paddle.amp.auto_cast(enable=False):
+            self._normalise(layer, inputs)
+
+    def _normalise(self, layer: nn.Layer, inputs: object) -> None:
         weight = layer.weight_orig
         mat = self.matrix(weight)
         u, v = layer.weight_u, layer.weight_v
