@@ -209,18 +209,22 @@ def test_nearest_upsample_equals_paddle_interpolate_with_gradient():
     np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("c_in, c_out, size, scales_output", [(64, 128, 5, True), (3, 8, 32, False)])
-def test_spectral_norm_conv_equals_convolution_with_normalised_weight(c_in, c_out, size, scales_output):
+def test_spectral_norm_conv_equals_convolution_with_normalised_weight(c_in, c_out, size, scales_output, training):
     """Whether spectral norm scales the weight or (for an output smaller than the weight) the output, the
-    layer computes conv(x, weight_orig / sigma) + bias, with the same gradients (to float32 rounding of the
-    largest value)."""
+    layer computes conv(x, weight_orig / sigma) + bias with sigma = u . (W v) from the vectors of that forward
+    (advanced by one power iteration in train mode), with autograd's gradients of that formula (to float32
+    rounding of the largest value)."""
     paddle.seed(0)
     conv = spectral_norm(conv2d(c_in, c_out, 4, stride=1, bias=True))
-    conv.eval()  # keep u, v fixed so that sigma is known
+    conv.train() if training else conv.eval()
+    u_before = conv.weight_u.numpy().copy()
     x = paddle.uniform([2, c_in, size, size], min=-1, max=1)
     out = conv(x)
     assert (conv.scaled_weight is not None) == scales_output
-    w = conv.weight_orig
+    assert np.array_equal(conv.weight_u.numpy(), u_before) != training
+    w = conv.weight_orig  # the vectors of this forward are in the buffers now
     sigma = paddle.dot(conv.weight_u, paddle.mv(w.reshape([c_out, -1]), conv.weight_v))
     expected = paddle.nn.functional.conv2d(x, w / sigma, conv.bias)
     upstream = paddle.uniform(out.shape, min=-1, max=1)
@@ -230,3 +234,17 @@ def test_spectral_norm_conv_equals_convolution_with_normalised_weight(c_in, c_ou
     for got, want in zip(grads, expected_grads):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5 * float(want.abs().max()))
     assert "weight" not in dict(conv.named_parameters())  # the checkpoint keys stay the official ones
+
+
+def test_spectral_norm_linear_gradient_is_that_of_the_normalised_weight():
+    """Linear weights are [in, out] (sigma from the transposed matrix); the gradient through sigma is autograd's."""
+    paddle.seed(0)
+    fc = spectral_norm(paddle.nn.Linear(16, 3))
+    fc.train()
+    x = paddle.uniform([4, 16], min=-1, max=1)
+    upstream = paddle.uniform([4, 3], min=-1, max=1)
+    (grad,) = paddle.grad(fc(x), fc.weight_orig, upstream)
+    w = fc.weight_orig
+    sigma = paddle.dot(fc.weight_u, paddle.mv(w.t(), fc.weight_v))
+    (expected,) = paddle.grad(paddle.nn.functional.linear(x, w / sigma, fc.bias), w, upstream)
+    np.testing.assert_allclose(grad.numpy(), expected.numpy(), rtol=0, atol=1e-6 * float(expected.abs().max()))

@@ -7,7 +7,8 @@ One iteration, exactly as the official code (`UGATIT.train`) but without its was
 2. D step: each of the four discriminators sees its real batch and the detached fake; LSGAN losses on
    patch and CAM logits; one Adam step over all discriminator parameters;
 3. G step: cycle (`A -> B -> A`), identity (`A -> A` through genB2A) and adversarial terms plus the CAM
-   classification term; one Adam step over both generators' parameters;
+   classification term; one Adam step over both generators' parameters (the discriminators enter this step
+   as constants: the official code computes their weight gradients here only to clear them);
 4. clamp `rho` of every AdaILN/ILN to [0, 1]; advance the learning-rate schedule.
 
 Data parallel (`python -m paddle.distributed.launch --nproc_per_node N tools/train.py ...`): every process
@@ -153,7 +154,7 @@ class Trainer:
             D_loss = D_loss_A + D_loss_B
         # before NaNs reach backward; the sum over processes, so that all stop together
         _check_finite(self._global_sum(D_loss), {"D/A": D_loss_A, "D/B": D_loss_B}, self.iteration + 1)
-        self.D_optim.clear_grad()
+        self.D_optim.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
         self._backward_and_step(D_loss, self.D_params, self.D_optim, self.D_scaler)
 
         # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
@@ -183,7 +184,7 @@ class Trainer:
                        "G/adv_cam_B": g_cam_gb + g_cam_lb, "G/cycle_A": cycle_A, "G/cycle_B": cycle_B,
                        "G/identity_A": identity_A, "G/identity_B": identity_B, "G/cam_A": cam_A, "G/cam_B": cam_B},
                       self.iteration + 1)
-        self.G_optim.clear_grad()
+        self.G_optim.clear_grad(set_to_zero=False)
         self._backward_and_step(G_loss, self.G_params, self.G_optim, self.G_scaler)
 
         for name in GENERATORS:
