@@ -6,7 +6,8 @@ Opt-in measurement (needs PyTorch and a clone of UGATIT-pytorch, whose networks.
     python benchmarks/compare_official.py --torch-src ~/UGATIT-pytorch --memory --full --img-size 256 --ch 64
 
 Speed: both implementations in one process on the same random images, iterations interleaved (official,
-ours with reuse_fakes on, ours with it off, ...), medians after warm-up, and the ratios. Both use the same
+ours with reuse_fakes on, ours with it off, ...), medians after warm-up, and the ratios (medians over the
+rounds of each round's ratio). Both use the same
 number of threads (OMP_NUM_THREADS as set up by ugatit_paddle/runtime.py, or yours).
 Inference (--inference): generator latency for one image (eval mode, no autograd), official PyTorch eager
 against ours eager and exported (paddle.jit.save + Paddle Inference, plain CPU and oneDNN): `--rounds` rounds in
@@ -161,10 +162,16 @@ def compare_speed(a: argparse.Namespace, threads: int) -> dict:
     times = _interleaved_times(runs, a.warmup, a.iters)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"threads": threads, **{f"{k}_sec_per_iter": v for k, v in med.items()},
-            "ours_speed_vs_official": med["official"] / med["ours_reuse_on"],
-            "ours_off_speed_vs_official": med["official"] / med["ours_reuse_off"],
-            "reuse_fakes_speedup": med["ours_reuse_off"] / med["ours_reuse_on"],
+            "ours_speed_vs_official": _paired_ratio(times["official"], times["ours_reuse_on"]),
+            "ours_off_speed_vs_official": _paired_ratio(times["official"], times["ours_reuse_off"]),
+            "reuse_fakes_speedup": _paired_ratio(times["ours_reuse_off"], times["ours_reuse_on"]),
             "all_times": times}
+
+
+def _paired_ratio(slower: list[float], faster: list[float]) -> float:
+    """Median of slower/faster over the rounds (each round times every run once, back to back), as
+    tools/benchmark.py does: a slow spell of the machine affects both sides of a round alike."""
+    return statistics.median(s / f for s, f in zip(slower, faster))
 
 
 INFERENCE_RUNS = ("official_eager", "ours_eager", "ours_exported", "ours_exported_onednn")

@@ -23,7 +23,7 @@ def _uniform(bound: float) -> paddle.ParamAttr:
 
 
 class UnpaddedConv2D(nn.Conv2D):
-    """`nn.Conv2D` with padding 0 that picks the faster of two equivalent CPU computations.
+    """`nn.Conv2D` with padding 0 that picks the fastest of three equivalent CPU computations.
 
     Paddle's CPU convolution gathers the input into a [C_in * k * k, H * W] column matrix (im2col) and
     multiplies. A stride-1 convolution is also a transposed convolution of the same input with the kernel
@@ -31,8 +31,9 @@ class UnpaddedConv2D(nn.Conv2D):
     multiplication into [C_out * k * k, H * W] columns that it scatters back (col2im). When C_out < C_in
     (the decoder's up-sampling convolutions, the 7x7 output convolution, the discriminators' last layer)
     the second matrix is smaller: 1.6x to 8x faster forward and backward on CPU, same values to
-    float32 rounding (about 1e-6 relative). Elsewhere, on GPUs and in exported (static) graphs, which
-    may run on a GPU or with oneDNN, the plain convolution runs.
+    float32 rounding (about 1e-6 relative). A large weight at few output pixels runs as one matrix product
+    on unfolded patches (`_conv_as_matmul`, see `MATMUL_MAX_PIXELS`). Elsewhere, on GPUs and in exported
+    (static) graphs, which may run on a GPU or with oneDNN, the plain convolution runs.
 
     `scaled_weight` (None, or a pair `(weight, scale)` with a scalar tensor `scale`): when set, the layer
     convolves with `weight * scale` instead of `self.weight`, computed as `conv(x, weight) * scale + bias`.
