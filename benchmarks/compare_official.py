@@ -154,6 +154,8 @@ def _interleaved_times(runs: dict[str, Callable[[], object]], warmup: int, iters
 
 
 def compare_speed(a: argparse.Namespace, threads: int) -> dict:
+    from ugatit_paddle.benchmark import paired_ratio
+
     official = OfficialIteration(a.torch_src, a.img_size, a.ch, a.n_res, not a.full, threads)
     ours = OurIteration(a.img_size, a.ch, a.n_res, not a.full, a.batch)
     real_A, real_B = official.images(a.batch, a.img_size, 1), official.images(a.batch, a.img_size, 2)
@@ -162,16 +164,10 @@ def compare_speed(a: argparse.Namespace, threads: int) -> dict:
     times = _interleaved_times(runs, a.warmup, a.iters)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"threads": threads, **{f"{k}_sec_per_iter": v for k, v in med.items()},
-            "ours_speed_vs_official": _paired_ratio(times["official"], times["ours_reuse_on"]),
-            "ours_off_speed_vs_official": _paired_ratio(times["official"], times["ours_reuse_off"]),
-            "reuse_fakes_speedup": _paired_ratio(times["ours_reuse_off"], times["ours_reuse_on"]),
+            "ours_speed_vs_official": paired_ratio(times["official"], times["ours_reuse_on"]),
+            "ours_off_speed_vs_official": paired_ratio(times["official"], times["ours_reuse_off"]),
+            "reuse_fakes_speedup": paired_ratio(times["ours_reuse_off"], times["ours_reuse_on"]),
             "all_times": times}
-
-
-def _paired_ratio(slower: list[float], faster: list[float]) -> float:
-    """Median of slower/faster over the rounds (each round times every run once, back to back), as
-    tools/benchmark.py does: a slow spell of the machine affects both sides of a round alike."""
-    return statistics.median(s / f for s, f in zip(slower, faster))
 
 
 INFERENCE_RUNS = ("official_eager", "ours_eager", "ours_exported", "ours_exported_onednn")

@@ -90,6 +90,12 @@ def time_training(trainer: Trainer, real_A: paddle.Tensor, real_B: paddle.Tensor
     return times, memory
 
 
+def paired_ratio(slower: list[float], faster: list[float]) -> float:
+    """Median of slower[i] / faster[i]: each pair was timed back to back, so that a slow spell of the machine
+    affects both sides of a pair alike."""
+    return statistics.median(s / f for s, f in zip(slower, faster))
+
+
 def time_eager_inference(generator: paddle.nn.Layer, image: paddle.Tensor, iters: int, warmup: int) -> list[float]:
     """Seconds of each timed eval-mode, no-grad generator forward on `image`."""
     generator.eval()
@@ -168,8 +174,7 @@ def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool =
         "train_images_per_sec": 2 * t.batch_size / train,  # A and B images consumed per second
         "train_sec_per_iter_reuse_on": on,
         "train_sec_per_iter_reuse_off": off,
-        # per pair of neighbouring iterations, so that a slow spell of the machine affects both sides alike
-        "reuse_fakes_speedup": statistics.median(b / a for a, b in zip(times["on"], times["off"])),
+        "reuse_fakes_speedup": paired_ratio(times["off"], times["on"]),
         "infer_sec_per_image": statistics.median(time_eager_inference(generator, one, iters, warmup)),
         "peak_memory_kind": memory_kind,
         "peak_rss_mb" if memory_kind == "cpu_rss" else "peak_gpu_mb": memory_mb,
