@@ -56,7 +56,7 @@ class UnpaddedConv2D(nn.Conv2D):
 
     def output_numel(self, x_shape: list[int]) -> int:
         """Number of elements of the output for an input of shape `x_shape` [N, C_in, H, W]."""
-        n, _, h, w = x_shape
+        h, w = x.shape[2:]
         k, s = self._kernel_size[0], self._stride[0]
         return n * self._out_channels * ((h - k) // s + 1) * ((w - k) // s + 1)
 
@@ -65,7 +65,7 @@ class UnpaddedConv2D(nn.Conv2D):
         on_cpu = paddle.in_dynamic_mode() and x.place.is_cpu_place()
         if not on_cpu:
             return F.conv2d(x, weight, bias, stride=self._stride)
-        n, _, h, w = x.shape
+        h, w = x.shape[2:]
         s = self._stride[0]
         out_h, out_w = (h - k) // s + 1, (w - k) // s + 1
         if out_h * out_w <= MATMUL_MAX_PIXELS and weight.size >= MATMUL_MIN_WEIGHT:
