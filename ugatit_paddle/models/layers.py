@@ -56,7 +56,7 @@ class UnpaddedConv2D(nn.Conv2D):
 
     def output_numel(self, x_shape: list[int]) -> int:
         """Number of elements of the output for an input of shape `x_shape` [N, C_in, H, W]."""
-        h, w = x.shape[2:]
+        n, _, h, w = x_shape
         k, s = self._kernel_size[0], self._stride[0]
         return n * self._out_channels * ((h - k) // s + 1) * ((w - k) // s + 1)
 
