@@ -1,6 +1,7 @@
 """Convert official UGATIT-pytorch checkpoints to this project's format, and back. PyTorch is not needed.
 
     python tools/convert_torch.py official_params_1000000.pt -o model.pdparams
+    python tools/convert_torch.py halved_fp16.pt -o model.pdparams --dtype float32   # default: keep the stored dtype
     python tools/convert_torch.py genA2B_only.pt --net genA2B -o genA2B.pdparams
     python tools/convert_torch.py --to-torch work/selfie2anime/checkpoints/iter_0100000.pdparams -o official.pt
 """
@@ -16,7 +17,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.convert import convert_file, export_official_file
+from ugatit_paddle.convert import FLOAT_DTYPES, convert_file, export_official_file
 from ugatit_paddle.models import NETWORKS
 
 
@@ -26,6 +27,8 @@ def main() -> int:
     parser.add_argument("-o", "--output", required=True, help="file to write")
     parser.add_argument("--net", choices=NETWORKS, help="the input is this one network's state dict")
     parser.add_argument("--img-size", type=int, help="training image size (only needed for light models)")
+    parser.add_argument("--dtype", choices=FLOAT_DTYPES,
+                        help="store the weights in this dtype (default: as in the input; bfloat16 is read as float32)")
     parser.add_argument("--to-torch", action="store_true", help="project checkpoint -> official .pt format")
     a = parser.parse_args()
     try:
@@ -33,7 +36,7 @@ def main() -> int:
             args = export_official_file(a.input, a.output)
             print(f"wrote {a.output}: {args}")
         else:
-            args, notes = convert_file(a.input, a.output, net=a.net, img_size=a.img_size)
+            args, notes = convert_file(a.input, a.output, net=a.net, img_size=a.img_size, dtype=a.dtype)
             print(f"architecture: light={args.light} ch={args.ch} n_res={args.n_res} img_size={args.img_size} "
                   f"discriminator layers global={args.global_layers} local={args.local_layers}")
             for note in notes:

@@ -1,14 +1,21 @@
 """Prove numerical agreement with the official UGATIT-pytorch code.
 
-Bundle mode (no PyTorch needed): a parity bundle recorded from the official code
-    python tools/parity.py --bundle ../shared/fixtures/official/light_128_ch8 [--steps 3]
-Live mode (needs torch and a clone of UGATIT-pytorch): run both side by side
-    python tools/parity.py --torch-ckpt official.pt --torch-src ~/UGATIT-pytorch [--images DIR]
+Bundle mode (no PyTorch needed): a parity bundle recorded from the official code, checked in the bundle's
+dtype (reference.json "dtype"; float64 bundles are converted, built and trained in float64) against the
+limits of shared/fixtures/official/README.md for that dtype
+    python tools/parity.py --bundle ../shared/fixtures/official/full_112_ch4_f64 --steps 3 [--json | --markdown]
+Live mode (needs torch and a clone of UGATIT-pytorch): the official code beside ours on your checkpoint;
+--steps K runs K training iterations of both on one batch (from --images, else random), --float64 in float64
+(the only dtype in which a full model's training trajectory is comparable)
+    python tools/parity.py --torch-ckpt official.pt --torch-src ~/UGATIT-pytorch [--images DIR] [--float64 --steps 3]
 The official code against its own recording (needs torch and the clone; shows how reproducible a bundle is):
     python tools/parity.py --bundle DIR --official-rerun --torch-src ~/UGATIT-pytorch [--threads 1]
 Float32 precision of the generator, eager and exported, against a float64 evaluation (official too with --torch-src):
-    python tools/parity.py --float64 --img-size 256 --ch 64 --light [--torch-src ~/UGATIT-pytorch]
-Exit status: 0 all within tolerance, 1 some value outside, 2 bad usage.
+    python tools/parity.py --precision --img-size 256 --ch 64 --light [--torch-src ~/UGATIT-pytorch]
+(--precision was called --float64 before; --float64 now means float64 live parity.)
+Output: a table (default), --markdown (the README's table), --summary (one line per check) or --json (one line:
+{"bundle", "source", "dtype", "steps", "rows": [{"check", "network", "output", "max_abs", "value", "limit", "ok"}],
+"passed", "failed", "notes"}). Exit status: 0 all within the limits, 1 some value outside, 2 bad usage.
 """
 
 import argparse
@@ -22,52 +29,72 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle import parity
+from ugatit_paddle import parity  # noqa: E402
+from ugatit_paddle.models import ModelArgs  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", help="folder of a parity bundle (reference.json, init_params.pt, ...)")
-    parser.add_argument("--steps", type=int, default=0, help="also run K training iterations (bundle mode)")
+    parser.add_argument("--steps", type=int, default=0, help="also run K training iterations (bundle and live mode)")
     parser.add_argument("--torch-ckpt", help="official checkpoint for live mode")
-    parser.add_argument("--torch-src", help="folder with the official networks.py (live mode)")
-    parser.add_argument("--images", help="folder of images to feed in live mode (default: random inputs)")
-    parser.add_argument("--img-size", type=int, help="image size for light checkpoints in live mode")
+    parser.add_argument("--torch-src", help="clone of UGATIT-pytorch (its networks.py) for live mode, "
+                                            "--official-rerun and --precision")
+    parser.add_argument("--float64", action="store_true",
+                        help="live mode: run both sides in float64 (networks, batch, Adam) with the float64 limits")
+    parser.add_argument("--images", help="live mode: folder of images to feed (default: random inputs)")
+    parser.add_argument("--batch", type=int, default=1, help="live mode with --steps: images per domain and batch")
+    parser.add_argument("--img-size", type=int, help="image size for light checkpoints (live mode) or --precision")
     parser.add_argument("--official-rerun", action="store_true",
                         help="bundle mode: rerun the official code (torch) through the bundle's steps instead of ours")
-    parser.add_argument("--threads", type=int, help="torch threads for --official-rerun")
-    parser.add_argument("--float64", action="store_true", help="float32 vs float64 check of a random generator")
-    parser.add_argument("--ch", type=int, default=64, help="generator width for --float64")
-    parser.add_argument("--n-res", type=int, default=4, help="residual blocks for --float64")
-    parser.add_argument("--light", action="store_true", help="light generator for --float64")
+    parser.add_argument("--threads", type=int, help="torch threads for --official-rerun and live mode")
+    parser.add_argument("--precision", action="store_true",
+                        help="float32 vs float64 evaluation of a random generator (eager, exported, official)")
+    parser.add_argument("--ch", type=int, default=64, help="generator width for --precision")
+    parser.add_argument("--n-res", type=int, default=4, help="residual blocks for --precision")
+    parser.add_argument("--light", action="store_true", help="light generator for --precision")
     parser.add_argument("--train-forwards", type=int, default=3,
-                        help="train-mode forwards per network in live mode (power iterations advance)")
+                        help="live mode without --steps: train-mode forwards per network (power iterations advance)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON line")
+    output.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table")
+    output.add_argument("--summary", action="store_true", help="print one line per kind of check")
     a = parser.parse_args()
-    if a.float64 + bool(a.bundle) + bool(a.torch_ckpt) != 1:
-        parser.error("give one of --bundle DIR, --torch-ckpt FILE --torch-src DIR, or --float64")
+    if a.precision + bool(a.bundle) + bool(a.torch_ckpt) != 1:
+        parser.error("give one of --bundle DIR, --torch-ckpt FILE --torch-src DIR, or --precision")
+    if a.float64 and not a.torch_ckpt:
+        parser.error("--float64 is for live mode (--torch-ckpt); a bundle's dtype comes from its reference.json, "
+                     "and the float32-vs-float64 check of a random generator is --precision")
+    if a.steps < 0:
+        parser.error("--steps must be >= 0")
     try:
-        if a.float64:
-            args = parity.ModelArgs(img_size=a.img_size or 256, ch=a.ch, n_res=a.n_res, light=a.light)
-            rows = parity.precision_check(args, torch_src=a.torch_src)
+        if a.precision:
+            args = ModelArgs(img_size=a.img_size or 256, ch=a.ch, n_res=a.n_res, light=a.light)
+            report = parity.precision_check(args, torch_src=a.torch_src)
         elif a.bundle and a.official_rerun:
             if not a.torch_src:
                 parser.error("--official-rerun needs --torch-src (a clone of UGATIT-pytorch with networks.py)")
-            rows = parity.official_rerun(a.bundle, a.torch_src, threads=a.threads)
+            report = parity.official_rerun(a.bundle, a.torch_src, threads=a.threads)
         elif a.bundle:
-            rows = parity.bundle_parity(a.bundle, steps=a.steps)
+            report = parity.bundle_parity(a.bundle, steps=a.steps)
         else:
             if not a.torch_src:
                 parser.error("live mode needs --torch-src (a clone of UGATIT-pytorch with networks.py)")
-            rows = parity.live_parity(a.torch_ckpt, a.torch_src, images=a.images, img_size=a.img_size,
-                                      train_forwards=a.train_forwards)
-    except parity.TorchUnavailable as e:
+            report = parity.live_parity(a.torch_ckpt, a.torch_src, images=a.images, img_size=a.img_size,
+                                        train_forwards=a.train_forwards, steps=a.steps, float64=a.float64,
+                                        batch=a.batch, threads=a.threads)
+    except (parity.TorchUnavailable, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(parity.format_table(rows))
-    return 0 if all(r.ok for r in rows) else 1
+    if a.json:
+        print(parity.format_json(report))
+    elif a.markdown:
+        print(parity.format_markdown(report.rows, report.notes))
+    elif a.summary:
+        print(parity.format_summary(report))
+    else:
+        print(parity.format_table(report.rows, report.notes))
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

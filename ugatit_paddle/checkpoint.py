@@ -23,6 +23,7 @@ import dataclasses
 import errno
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,34 @@ def load_networks(nets: Mapping[str, paddle.nn.Layer], payload: Mapping[str, Any
         if problems:
             raise CheckpointError(f"{path} does not fit this model: it holds {model_args_of(payload)}; "
                                   f"{name}: {problems}")
-        net.set_state_dict({k: np.asarray(v) for k, v in stored[name].items()})
+    _set_states(nets, stored, path)
+
+
+def _set_states(nets: Mapping[str, paddle.nn.Layer], stored: Mapping[str, Mapping[str, Any]], path: str) -> None:
+    """Load each network's stored arrays, cast to the dtype of the layer's own tensors (float32, or float64
+    under `train.float64`): checkpoints halved to float16 (or stored in float64 / bfloat16-as-float32) load into
+    any model, with one line saying so."""
+    casts: dict[tuple[str, str], int] = {}
+    for name, net in nets.items():
+        if name not in stored:
+            continue
+        state = {}
+        for key, tensor in net.state_dict().items():
+            value = np.asarray(stored[name][key])
+            want = np.dtype(paddle_dtype_name(tensor.dtype))
+            if value.dtype != want:
+                casts[(str(value.dtype), str(want))] = casts.get((str(value.dtype), str(want)), 0) + 1
+                value = value.astype(want)
+            state[key] = value
+        net.set_state_dict(state)
+    for (src, dst), count in casts.items():
+        print(f"note: {path} stores {src} weights; loaded as {dst} ({count} tensors cast)", file=sys.stderr)
+
+
+def paddle_dtype_name(dtype: Any) -> str:
+    """paddle.float32 / VarType.FP32 / DataType.FLOAT32 -> 'float32' (Paddle 2.6 and 3.x spell them differently)."""
+    name = str(dtype).lower().rsplit(".", 1)[-1]
+    return {"fp32": "float32", "fp64": "float64", "fp16": "float16", "bf16": "bfloat16"}.get(name, name)
 
 
 def mismatches(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], limit: int = 5) -> str:

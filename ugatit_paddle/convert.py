@@ -163,11 +163,35 @@ def to_official(states: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Sta
     return {name: paddle_to_torch(state, name) for name, state in states.items()}
 
 
-def convert_file(src: str, dst: str, net: str | None = None, img_size: int | None = None) -> tuple[ModelArgs, list[str]]:
-    """Official `.pt` -> project `.pdparams` (no torch needed). Returns the inferred architecture and notes."""
+FLOAT_DTYPES = ("float16", "float32", "float64")  # what --dtype may store (bfloat16 is read as float32)
+
+
+def cast_states(states: Mapping[str, Mapping[str, np.ndarray]], dtype: str) -> dict[str, StateDict]:
+    """Every floating array of `states` cast to `dtype` (one of FLOAT_DTYPES); other arrays unchanged."""
+    if dtype not in FLOAT_DTYPES:
+        raise ConversionError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+    return {name: {k: v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v for k, v in state.items()}
+            for name, state in states.items()}
+
+
+def stored_dtypes(states: Mapping[str, Mapping[str, np.ndarray]]) -> list[str]:
+    """The distinct dtypes of the floating arrays of `states`, sorted."""
+    return sorted({str(v.dtype) for state in states.values() for v in state.values()
+                   if np.issubdtype(np.asarray(v).dtype, np.floating)})
+
+
+def convert_file(src: str, dst: str, net: str | None = None, img_size: int | None = None,
+                 dtype: str | None = None) -> tuple[ModelArgs, list[str]]:
+    """Official `.pt` -> project `.pdparams` (no torch needed). Returns the inferred architecture and notes.
+
+    The weights keep the dtype they are stored in (bfloat16 becomes float32: numpy has no bfloat16) unless
+    `dtype` is given; loading casts them to the model's dtype in any case (`checkpoint.load_networks`)."""
     from .torch_format import load_torch  # imported here: torch_format is only needed for files
 
     args, states, notes = from_official(load_torch(src), img_size=img_size, net=net)
+    if dtype is not None:
+        states = cast_states(states, dtype)
+    notes.append(f"weights stored as {', '.join(stored_dtypes(states))}")
     checkpoint.save_model(dst, args, states)
     return args, notes
 

@@ -22,7 +22,7 @@ how each step is spelt, chosen by measuring the exported graph on CPU with and w
 Weight-only expressions (the combined kernels) are folded into constants when Paddle Inference loads the
 model. Results agree with `Generator.forward` to float32 rounding: tests/test_inference_generator.py
 compares them in float64, tests/test_export.py compares the exported model (with and without oneDNN) with
-the generator, and `tools/parity.py --float64` measures both against a float64 evaluation.
+the generator, and `tools/parity.py --precision` measures both against a float64 evaluation.
 Squares are written `d * d`: under oneDNN, Paddle 3.3's inplace pass turned `d.square()` into `square_`
 that overwrote `d` while a later op still read it.
 """
