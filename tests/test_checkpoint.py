@@ -112,3 +112,51 @@ def test_listing_latest_and_pruning(tmp_path):
     checkpoint.prune(tmp_path, keep=2)
     assert [i for i, _ in checkpoint.list_checkpoints(tmp_path)] == [15, 20]
     assert checkpoint.latest_checkpoint(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize("stored", ["float16", "float64"])
+def test_weights_of_any_float_dtype_load_cast_to_the_model(tmp_path, capsys, stored):
+    """A halved (float16) or float64 checkpoint loads into a float32 model, and a float32 one into a float64
+    model (train.float64), each value cast, with one line saying so."""
+    nets = build_networks(ARGS)
+    states = {n: {k: v.numpy().astype(stored) for k, v in net.state_dict().items()} for n, net in nets.items()}
+    path = checkpoint.save_model(tmp_path / f"{stored}.pdparams", ARGS, states)
+    payload = checkpoint.load(path)
+    assert payload["networks"]["genA2B"]["FC.0.weight"].dtype == np.dtype(stored)  # stored as it was
+    fresh = build_networks(ARGS)
+    checkpoint.load_networks(fresh, payload, str(path))
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and f"stores {stored} weights; loaded as float32" in note[0]
+    for name, net in fresh.items():
+        for key, value in net.state_dict().items():
+            assert value.dtype == paddle.float32
+            np.testing.assert_array_equal(value.numpy(), states[name][key].astype(np.float32))
+
+
+def test_float32_checkpoint_loads_into_a_float64_trainer(tmp_path, capsys):
+    from conftest import tiny_config
+    from ugatit_paddle.trainer import Trainer
+
+    path, _ = _save(tmp_path / "m.pdparams")
+    trainer = Trainer.from_dict(tiny_config(tmp_path, train={"float64": True}))
+    trainer.load_state(checkpoint.load(path), str(path))
+    assert "stores float32 weights; loaded as float64" in capsys.readouterr().err
+    assert {v.dtype for net in trainer.nets.values() for v in net.state_dict().values()} == {paddle.float64}
+    real = paddle.uniform([1, 3, 128, 128], min=-1, max=1)
+    assert np.isfinite(trainer.train_step(real, real)["G/total"])
+
+
+def test_resume_from_a_halved_checkpoint(tmp_path, data_root, capsys):
+    """`--resume FILE` with a float16 weights-only checkpoint (a converted, halved official one)."""
+    from conftest import tiny_config
+    from ugatit_paddle.trainer import Trainer
+
+    nets = build_networks(ARGS)
+    half = {n: {k: v.numpy().astype(np.float16) for k, v in net.state_dict().items()} for n, net in nets.items()}
+    path = checkpoint.save_model(tmp_path / "half.pdparams", ARGS, half)
+    cfg = tiny_config(tmp_path, data={"root": str(data_root)},
+                      train={"iterations": 1, "save_every": 100, "sample_every": 100})
+    trainer = Trainer.from_dict(cfg)
+    trainer.train(resume=str(path))
+    assert "stores float16 weights; loaded as float32" in capsys.readouterr().err
+    assert trainer.iteration == 1

@@ -126,3 +126,46 @@ def test_convert_file_writes_project_checkpoint(tmp_path):
     assert inferred == args and notes == []
     nets = build_networks(args)
     checkpoint.load_networks(nets, checkpoint.load(tmp_path / "o.pdparams"))
+
+
+@pytest.mark.parametrize("stored", ["float16", "float64"])
+def test_convert_keeps_the_stored_dtype_unless_told(tmp_path, stored):
+    """Official checkpoints saved in float16 (halved to share) or float64 (`.double()`) convert; the weights keep
+    their dtype unless `--dtype` is given, and load into a float32 model either way (cast on load)."""
+    args = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+    official = {n: {k: v.astype(stored) for k, v in s.items()} for n, s in to_official(_paddle_states(args)).items()}
+    save_torch(official, tmp_path / "o.pt")
+    _, notes = convert_file(str(tmp_path / "o.pt"), str(tmp_path / "kept.pdparams"), img_size=128)
+    assert any(f"stored as {stored}" in n for n in notes)
+    kept = checkpoint.load(tmp_path / "kept.pdparams")
+    assert {v.dtype for s in kept["networks"].values() for v in s.values()} == {np.dtype(stored)}
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_torch.py"), str(tmp_path / "o.pt"), "-o",
+                          str(tmp_path / "f32.pdparams"), "--img-size", "128", "--dtype", "float32"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    cast = checkpoint.load(tmp_path / "f32.pdparams")
+    assert {v.dtype for s in cast["networks"].values() for v in s.values()} == {np.dtype("float32")}
+    for payload in (kept, cast):
+        nets = build_networks(args)
+        checkpoint.load_networks(nets, payload)
+        np.testing.assert_array_equal(nets["genA2B"].state_dict()["FC.0.weight"].numpy(),
+                                      official["genA2B"]["FC.0.weight"].T.astype(np.float32))
+
+
+@pytest.mark.parametrize("zipfile_format", [True, False], ids=["zip", "legacy"])
+def test_bfloat16_checkpoint_converts_as_float32(tmp_path, zipfile_format):
+    """numpy has no bfloat16: reading widens it to float32 exactly (bfloat16 is the upper half of a float32), in
+    both torch file formats (the legacy one stores a BFloat16Storage)."""
+    torch = pytest.importorskip("torch")
+    args = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+    official = to_official(_paddle_states(args))
+    bf16 = {n: {k: torch.from_numpy(v).bfloat16() for k, v in s.items()} for n, s in official.items()}
+    torch.save(bf16, tmp_path / "bf16.pt", _use_new_zipfile_serialization=zipfile_format)
+    _, notes = convert_file(str(tmp_path / "bf16.pt"), str(tmp_path / "m.pdparams"), img_size=128)
+    assert notes == []  # float32 after reading: nothing to say
+    payload = checkpoint.load(tmp_path / "m.pdparams")
+    nets = build_networks(args)
+    checkpoint.load_networks(nets, payload)
+    expected = bf16["genA2B"]["FC.0.weight"].float().numpy().T
+    np.testing.assert_array_equal(nets["genA2B"].state_dict()["FC.0.weight"].numpy(), expected)
+    assert not np.array_equal(expected, official["genA2B"]["FC.0.weight"].T)  # really rounded to bfloat16

@@ -208,3 +208,24 @@ def test_translator_on_a_converted_official_light_checkpoint(tmp_path, work):
     image = load_rgb(work / "data" / "testA" / "a_0000.png")
     assert translator.translate(image).size == (256, 256)
     assert translator.translate(image, keep_size=True).size == (64, 64)
+
+
+@pytest.mark.parametrize("stored", ["float16", "float64"])
+def test_predict_with_a_halved_or_float64_official_checkpoint(tmp_path, work, stored):
+    """An official checkpoint shared in float16 (or saved in float64) converts keeping its dtype, and
+    tools/predict.py translates with it (weights cast to float32 on load, said in one line)."""
+    official = tmp_path / f"official_{stored}.pt"
+    save_torch({n: {k: v.astype(stored) for k, v in s.items()} for n, s in to_official(_states()).items()}, official)
+    converted = tmp_path / "converted.pdparams"
+    convert_file(str(official), str(converted), img_size=S)
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), "--checkpoint", str(converted),
+                          "--input", str(work / "data" / "testA" / "a_0001.png"), "--output", str(tmp_path / "pred")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"stores {stored} weights; loaded as float32" in run.stderr and "Traceback" not in run.stderr
+    assert Image.open(tmp_path / "pred" / "a_0001.png").size == (S, S)
+    assert _tool("predict").main(["--checkpoint", str(checkpoint.latest_checkpoint(work / "out")), "--input",
+                                  str(work / "data" / "testA" / "a_0001.png"), "--output", str(tmp_path / "ref")]) == 0
+    diff = np.abs(_image(tmp_path / "pred" / "a_0001.png").astype(int) - _image(tmp_path / "ref" / "a_0001.png"))
+    # same float32 weights: a level at most (float32 rounding across processes); float16-rounded ones: one more
+    assert diff.max() <= (2 if stored == "float16" else 1)

@@ -191,7 +191,10 @@ def convert_file(src: str, dst: str, net: str | None = None, img_size: int | Non
     args, states, notes = from_official(load_torch(src), img_size=img_size, net=net)
     if dtype is not None:
         states = cast_states(states, dtype)
-    notes.append(f"weights stored as {', '.join(stored_dtypes(states))}")
+    kept = stored_dtypes(states)
+    if kept != ["float32"]:
+        notes.append(f"weights stored as {', '.join(kept)}: loading casts them to the model's dtype "
+                     f"(--dtype float32 stores float32)")
     checkpoint.save_model(dst, args, states)
     return args, notes
 
