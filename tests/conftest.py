@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "official"
-BUNDLES = ("light_128_ch8", "full_128_ch8")
+BUNDLES = ("light_128_ch8", "full_128_ch8", "full_112_ch4_f64", "light_96_ch6_b2_f64")
 
 
 @pytest.fixture(params=BUNDLES)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import tiny_config
 from ugatit_paddle.benchmark import format_result, run_benchmark
@@ -50,3 +53,21 @@ def test_tool_profile_prints_the_operator_summary():
     assert run.returncode == 0, run.stderr
     summary = run.stdout[run.stdout.index("Operator Summary"):]
     assert "conv2d" in summary and "Conv2dGradNode" in summary  # forward ops and their gradient nodes
+
+
+def test_compare_official_needs_a_clone(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_official.py"), "--torch-src", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "has no networks.py" in run.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("UGATIT_TORCH_SRC"), reason="opt-in: set UGATIT_TORCH_SRC to a clone of "
+                    "UGATIT-pytorch (and install torch) to time the official training iteration beside ours")
+def test_compare_official_times_both_trainings():
+    pytest.importorskip("torch")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_official.py"), "--torch-src",
+                          os.environ["UGATIT_TORCH_SRC"], "--img-size", "96", "--ch", "4", "--n-res", "1",
+                          "--iters", "1", "--warmup", "0", "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert all(result[f"{k}_sec_per_iter"] > 0 for k in ("official", "ours_reuse_on", "ours_reuse_off"))
