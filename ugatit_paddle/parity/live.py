@@ -56,11 +56,11 @@ def live_parity(torch_ckpt: str | Path, torch_src: str | Path, images: str | Non
     limits = limits_for(dtype)
     official_states = load_torch(torch_ckpt)
     args, states, _ = from_official(official_states, img_size=img_size)
+    real_A, real_B = live_batch(images, args.img_size, batch)
     recipe = Recipe()
     theirs = OfficialTraining(torch_src, args.img_size, args.ch, args.n_res, args.light, args.global_layers,
                               args.local_layers, dtype=dtype, states=official_states, recipe=recipe, threads=threads)
     ours = project_trainer(args, states, recipe, batch, max(steps, 1), dtype, str(torch_ckpt))
-    real_A, real_B = live_batch(images, args.img_size, batch)
     rows = compare_eval("eval", ours.nets, real_A, theirs.eval_outputs(real_A), limits.eval.value)
     report = Report(rows, bundle="", dtype=dtype, steps=steps, source="official",
                     notes=trajectory_note(limits, args.light, steps))

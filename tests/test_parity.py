@@ -1,0 +1,203 @@
+"""The parity package: limits per dtype, rows and their formats, the command line, and (opt-in, with torch and a
+clone of UGATIT-pytorch named by UGATIT_TORCH_SRC) live float64 training beside the official code, a float64
+bundle of another size recorded on the spot, and the official code rerun on a recorded bundle."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ugatit_paddle.parity import (
+    LIMITS, Report, Row, bundle_parity, compare, format_json, format_markdown, format_summary, format_table,
+)
+from ugatit_paddle.parity.checks import compare_weights, trajectory_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "fixtures" / "official"
+TORCH_SRC = os.environ.get("UGATIT_TORCH_SRC") or os.environ.get("UGATIT_OFFICIAL_SRC")
+needs_official = pytest.mark.skipif(not TORCH_SRC, reason="opt-in: set UGATIT_TORCH_SRC to a clone of UGATIT-pytorch "
+                                    "(and install torch) to run the official code beside ours")
+
+
+def _tool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "parity.py"), *args], capture_output=True, text=True,
+                          env=env)
+
+
+# ------------------------------------------------------------------------------------------ limits and rows
+def test_one_table_of_limits_per_dtype_each_with_its_readme_rule():
+    f32, f64 = LIMITS["float32"], LIMITS["float64"]
+    for limits in (f32, f64):
+        for limit in (limits.eval, limits.loss, limits.eval_after, limits.weights or limits.weights_per_lr_step):
+            assert "shared/fixtures/official/README.md" in limit.rule and limits.dtype in limit.rule
+    assert (f32.eval.value, f32.loss.value, f32.eval_after.value, f32.weight_limit(1e-4, 3)) == (1e-4, 1e-4, 2e-2,
+                                                                                                4 * 1e-4 * 3)
+    assert (f64.eval.value, f64.loss.value, f64.eval_after.value, f64.weight_limit(1e-4, 3)) == (1e-9, 1e-9, 1e-5, 1e-7)
+    assert not f32.applies("eval_after", light=False) and f32.applies("eval_after", light=True)
+    assert f64.applies("eval_after", light=False) and f64.off_fraction is None
+
+
+def test_rows_compare_relative_to_the_reference_and_refuse_nan():
+    row = compare("eval@init", "genA2B", "out", np.array([1.0, 2.5]), np.array([1.0, 2.0]), 0.3)
+    assert (row.max_abs, row.value, row.ok) == (0.5, 0.25, True)
+    assert not Row("x", "n", "o", math.nan, math.nan, 1.0).ok
+
+
+def test_weights_rows_follow_the_dtype_rules():
+    ours = {"genA2B": {"w": np.array([0.0, 2e-5, 0.0, 0.0])}}
+    ref = {"genA2B": {"w": np.zeros(4)}}
+    light32 = compare_weights("weights@3", ours, ref, LIMITS["float32"], 1e-4, 3, light=True)
+    assert [r.output for r in light32] == ["max|diff|", "frac>1e-05"] and light32[1].value == 0.25
+    assert not light32[1].ok  # 25% of the weights off by more than 1e-5: more than 5%
+    full32 = compare_weights("weights@3", ours, ref, LIMITS["float32"], 1e-4, 3, light=False)
+    assert [r.output for r in full32] == ["max|diff|"] and full32[0].ok
+    full64 = compare_weights("weights@3", ours, ref, LIMITS["float64"], 1e-4, 3, light=False)
+    assert not full64[0].ok  # 2e-5 > 1e-7
+    rows = trajectory_rows(LIMITS["float64"], False, 1e-4, 1, [(1.0, 2.0)], [(1.0, 2.0 + 1e-8)])
+    assert [(r.check, r.network, r.ok) for r in rows] == [("loss@1", "D", True), ("loss@1", "G", False)]  # 5e-9 > 1e-9
+
+
+def test_report_formats():
+    rows = [Row("eval@init", "genA2B", "out", 1e-12, 2e-12, 1e-9), Row("loss@1", "G", "total", 1.0, 1e-3, 1e-9)]
+    report = Report(rows, bundle="b", dtype="float64", steps=1, notes=["a note"])
+    data = json.loads(format_json(report))
+    assert {k: data[k] for k in ("bundle", "source", "dtype", "steps", "passed", "failed")} == {
+        "bundle": "b", "source": "official", "dtype": "float64", "steps": 1, "passed": 1, "failed": 1}
+    assert data["rows"][1] == {"check": "loss@1", "network": "G", "output": "total", "max_abs": 1.0, "value": 1e-3,
+                               "limit": 1e-9, "ok": False}
+    markdown = format_markdown(rows, report.notes).splitlines()
+    assert markdown[0].startswith("| check | network |") and len([m for m in markdown if m.startswith("| ")]) == 3
+    assert "1 passed, 1 failed" in format_table(rows) and "FAIL" in format_table(rows)
+    assert "loss@each" in format_summary(report) and "a note" in format_summary(report)
+
+
+# ------------------------------------------------------------------------------------------ the command line
+def test_tool_flags_are_unambiguous(tmp_path):
+    run = _tool("--bundle", str(tmp_path), "--float64")
+    assert run.returncode == 2 and "--precision" in run.stderr
+    run = _tool("--steps", "1")
+    assert run.returncode == 2 and "give one of" in run.stderr
+    run = _tool("--bundle", str(tmp_path), "--json")
+    assert run.returncode == 2 and "not a parity bundle" in run.stderr and "Traceback" not in run.stderr
+    assert "--precision" in _tool("--help").stdout
+
+
+def test_live_mode_explains_what_it_needs(tmp_path):
+    hidden = tmp_path / "hide" / "torch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
+    ckpt = tmp_path / "x.pt"
+    ckpt.write_bytes(b"unused")
+    run = _tool("--torch-ckpt", str(ckpt), "--torch-src", str(tmp_path), "--float64", "--steps", "2",
+                env={"PYTHONPATH": str(hidden.parent)})
+    assert run.returncode == 2 and "live parity needs PyTorch" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_steps_beyond_the_recording_are_refused():
+    bundle = SHARED / "light_96_ch6_b2_f64"
+    if not (bundle / "reference.json").is_file():
+        pytest.skip(f"golden parity bundle {bundle} not present (only in the project's shared fixtures)")
+    run = _tool("--bundle", str(bundle), "--steps", "5")
+    assert run.returncode == 2 and "--steps must be 0..4" in run.stderr
+
+
+def test_float32_generator_is_close_to_float64():
+    from ugatit_paddle.models import ModelArgs
+    from ugatit_paddle.parity import precision_check
+
+    report = precision_check(ModelArgs(img_size=128, ch=8, n_res=1, light=False))
+    assert [r.network for r in report.rows[::3]] == ["paddle", "exported", "exported+onednn"]
+    assert all(r.value < 2e-5 for r in report.rows), format_table(report.rows)
+
+
+# ------------------------------------------------------------------------------------------ opt-in: official code
+@needs_official
+def test_live_float32_forwards_on_a_recorded_checkpoint():
+    pytest.importorskip("torch")
+    from ugatit_paddle.parity import live_parity
+
+    bundle = SHARED / "light_128_ch8"
+    if not (bundle / "reference.json").is_file():
+        pytest.skip(f"{bundle} not present")
+    report = live_parity(bundle / "init_params.pt", TORCH_SRC, img_size=128)
+    assert len(report.rows) == 18 + 6 * 3 * 3 and report.ok, format_table(report.rows)
+
+
+def _official_checkpoint(path: Path, img_size: int, ch: int, n_res: int, light: bool, seed: int) -> Path:
+    """An official checkpoint (as UGATIT.save() writes it) of randomly initialised official networks."""
+    import torch
+
+    from ugatit_paddle.parity.official_torch import OfficialTraining
+
+    official = OfficialTraining(TORCH_SRC, img_size, ch, n_res, light, seed=seed)
+    torch.save({n: net.state_dict() for n, net in official.nets.items()}, path)
+    return path
+
+
+@needs_official
+@pytest.mark.parametrize("light, img_size, ch, batch", [(True, 100, 4, 2), (False, 96, 3, 1)])
+def test_live_float64_training_beside_the_official_code(tmp_path, light, img_size, ch, batch):
+    """Both codes train K iterations in float64 from a float32 official checkpoint: float64 limits, full model too."""
+    pytest.importorskip("torch")
+    from ugatit_paddle.parity import live_parity
+
+    ckpt = _official_checkpoint(tmp_path / "official.pt", img_size, ch, 1, light, seed=5)
+    report = live_parity(ckpt, TORCH_SRC, img_size=img_size, steps=2, float64=True, batch=batch)
+    assert report.dtype == "float64" and report.ok, format_table(report.rows, report.notes)
+    assert [r.check for r in report.rows].count("eval@2") == 18 and report.notes == []
+
+
+def _record_float64_bundle(folder: Path, img_size: int, ch: int, n_res: int, light: bool, batch: int,
+                           steps: int) -> Path:
+    """A parity bundle in the fixtures' format, recorded with the official networks and iteration in float64."""
+    from ugatit_paddle.parity.official_torch import OfficialTraining, Recipe
+    from ugatit_paddle.torch_format import save_torch
+
+    folder.mkdir()
+    official = OfficialTraining(TORCH_SRC, img_size, ch, n_res, light, dtype="float64", seed=11)
+    rng = np.random.default_rng(11)
+    real_A, real_B = (rng.uniform(-1, 1, (batch, 3, img_size, img_size)) for _ in range(2))
+    np.savez(folder / "batch.npz", real_A=real_A, real_B=real_B)
+    save_torch({n: OrderedDict(s) for n, s in official.state_dicts().items()}, folder / "init_params.pt")
+    np.savez(folder / "eval_outputs_init.npz", **official.eval_outputs(real_A))
+    losses = [official.step(real_A, real_B) for _ in range(steps)]
+    save_torch({n: OrderedDict(s) for n, s in official.state_dicts().items()}, folder / "after_steps_params.pt")
+    np.savez(folder / "eval_outputs_after_steps.npz", **official.eval_outputs(real_A))
+    recipe = Recipe()
+    reference = {"img_size": img_size, "ch": ch, "n_res": n_res, "light": light, "batch": batch, "steps": steps,
+                 "lr": recipe.lr, "weight_decay": recipe.weight_decay, "beta1": recipe.beta1, "beta2": recipe.beta2,
+                 "adv_weight": 1, "cycle_weight": 10, "identity_weight": 10, "cam_weight": 1000, "dtype": "float64",
+                 "losses": [{"D": d, "G": g} for d, g in losses]}
+    (folder / "reference.json").write_text(json.dumps(reference))
+    return folder
+
+
+@needs_official
+def test_a_float64_bundle_of_another_size_passes(tmp_path):
+    """Nothing depends on the shared bundles' names or sizes: a full float64 bundle recorded here passes."""
+    pytest.importorskip("torch")
+    bundle = _record_float64_bundle(tmp_path / "full_104_ch3_b2", 104, 3, 1, False, 2, 2)
+    run = _tool("--bundle", str(bundle), "--steps", "2", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout)
+    assert result["dtype"] == "float64" and result["failed"] == 0 and result["passed"] == 18 + 4 + 1 + 18
+
+
+@needs_official
+def test_official_code_rerun_reproduces_a_float64_bundle():
+    pytest.importorskip("torch")
+    from ugatit_paddle.parity import official_rerun
+
+    bundle = SHARED / "full_112_ch4_f64"
+    if not (bundle / "reference.json").is_file():
+        pytest.skip(f"{bundle} not present")
+    report = official_rerun(bundle, TORCH_SRC, threads=1)
+    assert report.ok and len(report.rows) == 18 + 6 + 1 + 18, format_table(report.rows)
