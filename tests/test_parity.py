@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ugatit_paddle.parity import (
-    LIMITS, Report, Row, bundle_parity, compare, format_json, format_markdown, format_summary, format_table,
+    LIMITS, Report, Row, compare, format_json, format_markdown, format_summary, format_table,
 )
 from ugatit_paddle.parity.checks import compare_weights, trajectory_rows
 

@@ -177,10 +177,14 @@ def official_rerun(bundle: str | Path, torch_src: str | Path, threads: int | Non
     *it* with the same rows and limits: how reproducible the recording itself is (e.g. with 1 vs 2 threads)."""
     from ..torch_format import load_torch
 
+    from ..convert import infer_model_args
+
     b = Bundle.open(bundle)
     ref = b.reference
-    official = OfficialTraining(torch_src, int(ref["img_size"]), int(ref["ch"]), int(ref["n_res"]), b.light,
-                                dtype=dtype or b.dtype, states=load_torch(b.path / "init_params.pt"),
+    init = load_torch(b.path / "init_params.pt")
+    args, _ = infer_model_args(init, int(ref["img_size"]))
+    official = OfficialTraining(torch_src, args.img_size, args.ch, args.n_res, args.light, args.global_layers,
+                                args.local_layers, dtype=dtype or b.dtype, states=init,
                                 recipe=Recipe.from_mapping(ref), threads=threads)
     real_A, real_B = b.batch()
     reference = b.npz("eval_outputs_init.npz")
