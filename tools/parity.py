@@ -13,7 +13,8 @@ The official code against its own recording (needs torch and the clone; shows ho
 Float32 precision of the generator, eager and exported, against a float64 evaluation (official too with --torch-src):
     python tools/parity.py --precision --img-size 256 --ch 64 --light [--torch-src ~/UGATIT-pytorch]
 (--precision was called --float64 before; --float64 now means float64 live parity.)
-Output: a table (default), --markdown (the README's table), --summary (one line per check) or --json (one line:
+Output: a table (default), --markdown (as a Markdown table), --summary (one line per kind of check; with
+--markdown the README's table) or --json (one line:
 {"bundle", "source", "dtype", "steps", "rows": [{"check", "network", "output", "max_abs", "value", "limit", "ok"}],
 "passed", "failed", "notes"}). Exit status: 0 all within the limits, 1 some value outside, 2 bad usage.
 """
@@ -55,16 +56,18 @@ def main() -> int:
     parser.add_argument("--light", action="store_true", help="light generator for --precision")
     parser.add_argument("--train-forwards", type=int, default=3,
                         help="live mode without --steps: train-mode forwards per network (power iterations advance)")
-    output = parser.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print one JSON line")
-    output.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table")
-    output.add_argument("--summary", action="store_true", help="print one line per kind of check")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--markdown", action="store_true", help="print the rows (with --summary: the summary) "
+                                                                "as a Markdown table")
+    parser.add_argument("--summary", action="store_true", help="print one line per kind of check (its worst row)")
     a = parser.parse_args()
     if a.precision + bool(a.bundle) + bool(a.torch_ckpt) != 1:
         parser.error("give one of --bundle DIR, --torch-ckpt FILE --torch-src DIR, or --precision")
     if a.float64 and not a.torch_ckpt:
         parser.error("--float64 is for live mode (--torch-ckpt); a bundle's dtype comes from its reference.json, "
                      "and the float32-vs-float64 check of a random generator is --precision")
+    if a.json and (a.markdown or a.summary):
+        parser.error("--json prints every row; it does not combine with --markdown or --summary")
     if a.steps < 0:
         parser.error("--steps must be >= 0")
     try:
@@ -88,10 +91,10 @@ def main() -> int:
         return 2
     if a.json:
         print(parity.format_json(report))
+    elif a.summary:
+        print(parity.format_summary(report, markdown=a.markdown))
     elif a.markdown:
         print(parity.format_markdown(report.rows, report.notes))
-    elif a.summary:
-        print(parity.format_summary(report))
     else:
         print(parity.format_table(report.rows, report.notes))
     return 0 if report.ok else 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -222,25 +223,51 @@ def format_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell ("max|diff|" would split the cell)."""
+    return text.replace("|", "\\|")
+
+
 def format_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     """The rows as a Markdown table (for the README), notes as lines below it."""
     lines = ["| check | network | output | max abs diff | value | limit | ok |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.check} | {r.network} | {r.output} | {r.max_abs:.2e} | {r.value:.2e} | {r.limit:.0e} | "
+    lines += [f"| {r.check} | {r.network} | {_cell(r.output)} | {r.max_abs:.2e} | {r.value:.2e} | {r.limit:.1e} | "
               f"{'yes' if r.ok else '**no**'} |" for r in rows]
     lines += [f"\n{n}" for n in notes]
     return "\n".join(lines)
 
 
-def format_summary(report: Report) -> str:
-    """One line per check kind: the worst value against its limit (e.g. `loss@each  6 rows  worst 3.1e-13 / limit 1e-09  ok`)."""
+def _groups(report: Report) -> dict[str, list[Row]]:
+    """Rows by kind of check: "eval@init", "loss@each", "weights@K max|diff|", "eval@K", ..."""
     groups: dict[str, list[Row]] = {}
     for r in report.rows:
         kind = "loss@each" if r.check.startswith("loss@") else r.check
         groups.setdefault(f"{kind} {r.output}" if kind.startswith("weights@") else kind, []).append(r)
-    lines = [f"{report.bundle or 'live'} ({report.source}, {report.dtype}, {report.steps} steps)"]
+    return groups
+
+
+def _worst(rows: Sequence[Row]) -> Row:
+    return max(rows, key=lambda r: r.value / r.limit if r.limit else float("inf"))
+
+
+def format_summary(report: Report, markdown: bool = False) -> str:
+    """One line per kind of check: how many rows, the worst value against its limit, the verdict
+    (`markdown`: one Markdown table row per kind, headed by the bundle, dtype and steps)."""
+    title = f"{report.bundle or 'live'} ({report.source}, {report.dtype}, {report.steps} steps)"
+    groups = _groups(report)
+    if markdown:
+        lines = [f"**{Path(report.bundle).name or 'live'}** ({report.dtype}, {report.steps} steps): "
+                 f"{report.passed} passed, {report.failed} failed", "",
+                 "| check | rows | worst value | limit | ok |", "|---|---|---|---|---|"]
+        for kind, rows in groups.items():
+            worst = _worst(rows)
+            lines.append(f"| {_cell(kind)} | {len(rows)} | {worst.value:.2e} | {worst.limit:.1e} | "
+                         f"{'yes' if all(r.ok for r in rows) else '**no**'} |")
+        return "\n".join(lines + [f"\n{n}" for n in report.notes])
+    lines = [title]
     for kind, rows in groups.items():
-        worst = max(rows, key=lambda r: r.value / r.limit if r.limit else float("inf"))
-        lines.append(f"  {kind:<24} {len(rows):>3} rows  worst {worst.value:.2e} / limit {worst.limit:.0e}  "
+        worst = _worst(rows)
+        lines.append(f"  {kind:<24} {len(rows):>3} rows  worst {worst.value:.2e} / limit {worst.limit:.1e}  "
                      f"{'ok' if all(r.ok for r in rows) else 'FAIL'}")
     lines += [f"  note: {n}" for n in report.notes]
     lines.append(f"  {report.passed} passed, {report.failed} failed")
