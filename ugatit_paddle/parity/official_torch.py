@@ -23,10 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..models import DISCRIMINATORS, GENERATORS  # the official key names; DISCRIMINATORS in D_optim's order
 from .checks import OUTPUTS
-
-GENERATORS = ("genA2B", "genB2A")
-DISCRIMINATORS = ("disGA", "disGB", "disLA", "disLB")  # the official D_optim order
 
 
 class TorchUnavailable(RuntimeError):
