@@ -113,8 +113,8 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
     from .formats.paddlegan import PaddleGANError, affine_deviations, from_paddlegan, load_file
 
     path = Path(path)
-    ref_json = json.loads((path / "reference.json").read_text())
-    img_size = ref_json["config"]["generator"]["img_size"]
+    config = json.loads((path / "reference.json").read_text())["config"]
+    img_size = config["generator"]["img_size"]
     weights = sorted(path.glob("epoch_*_weight.pdparams")) or sorted(path.glob("*.pdparams"))
     payload = load_file(weights[0])
     rows = []
@@ -127,10 +127,15 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
             refused = 1.0
         rows.append(Row("paddlegan", "genA2B+genB2A", "refuse IN!=1/0", 0.0, 1.0 - refused, 0.0))
     args, states, _ = from_paddlegan(load_file(weights[0]), str(weights[0]), img_size, force=True)
+    g, d = config["generator"], config.get("discriminator_g", {})
+    expected = (g["ngf"], g["n_blocks"], g["light"], d.get("n_layers", args.global_layers))
+    if (args.ch, args.n_res, args.light, args.global_layers) != expected:
+        raise ValueError(f"{path}: the converter read {args}, reference.json says {config}")
     nets = build_networks(args, tuple(states))
     x = np.load(path / "batch.npz")["x"]
-    generators_ref = np.load(path / "outputs_gen_in_affine_identity.npz")
     others_ref = np.load(path / "outputs.npz")
+    identity = path / "outputs_gen_in_affine_identity.npz"  # generators with the InstanceNorm affine at 1/0
+    generators_ref = np.load(identity) if identity.is_file() else others_ref
     with paddle.no_grad():
         for name in GENERATORS + DISCRIMINATORS:
             if name not in nets:
