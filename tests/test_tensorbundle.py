@@ -11,7 +11,7 @@ import pytest
 
 from tensorbundle_writer import block, entry_proto, field, header_proto, table, write_bundle
 from ugatit_paddle.formats import tensorbundle
-from ugatit_paddle.formats.tensorbundle import TensorBundle, TensorBundleError, crc32c, mask_crc, resolve_prefix
+from ugatit_paddle.formats.tensorbundle import TensorBundle, TensorBundleError, crc32c, resolve_prefix
 
 TENSORS = {
     "a/kernel": np.arange(24, dtype=np.float32).reshape(2, 3, 1, 4),

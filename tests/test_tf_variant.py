@@ -20,7 +20,7 @@ from ugatit_paddle.config import ConfigError, config_from_dict
 from ugatit_paddle.foreign_parity import TF_LIMIT, bundle_source, tf_bundle_parity
 from ugatit_paddle.formats import tf as tfconv
 from ugatit_paddle.formats.tf import TFConversionError, from_tf_checkpoint
-from ugatit_paddle.models import Discriminator, ModelArgs, build_networks, make_variant, output_size
+from ugatit_paddle.models import ModelArgs, build_networks, make_variant, output_size
 from ugatit_paddle.models.discriminator import heatmap_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +80,10 @@ def test_tf_smoothing_and_variance_are_used():
 
 
 def test_config_validates_the_variant_settings():
+    from ugatit_paddle.config import load_config
+
+    shipped = load_config(ROOT / "configs" / "selfie2anime_tf.yaml")  # fine-tuning the released TF model
+    assert shipped.model.variant == "tf" and shipped.model.global_layers == 7 and not shipped.model.light
     cfg = config_from_dict({"model": {"variant": "tf", "tf_smoothing": False, "img_size": 96}})
     assert cfg.model.variant == "tf" and not cfg.model.tf_smoothing
     with pytest.raises(ConfigError, match="one of official, tf"):
