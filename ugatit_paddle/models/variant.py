@@ -11,6 +11,14 @@ down-sampling pads reflect (top/left 1, bottom/right 0), which for even sides eq
 padding (the extra row is never read); the full model's MLP flattens NHWC features (h, w, c), which the
 converter absorbs by permuting the rows of the first MLP kernel; TF's MLP width ch * n_res, which the TF
 graph only builds with n_res = 4, i.e. width 4 * ch as here.
+
+Training the TF variant (e.g. fine-tuning a converted checkpoint) runs this project's recipe on these
+networks. Spectral norm: the TF code runs one power iteration in every discriminator forward (it has no
+eval mode); here eval-mode forwards use the stored vectors, which the converter sets to those of TF's first
+forward after restoring, and each train-mode forward advances the iteration exactly as TF's next forward
+would. rho is clipped to [0, 1] after each generator step, as TF's variable constraint does. Not carried
+over: TF regularises kernels only (l2_regularizer 1e-4), this recipe's coupled weight decay covers biases,
+norms and rho too.
 """
 
 from __future__ import annotations
