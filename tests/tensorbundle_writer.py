@@ -125,7 +125,9 @@ def tf_ugatit_variables(light: bool, img_size: int, ch: int, n_res: int, n_dis: 
     out: dict[str, np.ndarray] = {}
 
     def add(name: str, shape: tuple[int, ...], scale: float = 0.1) -> None:
-        out[name] = rng.normal(0, scale, shape).astype(np.float32)
+        if name.endswith("/kernel") and len(shape) == 4:
+            scale = (2.0 / (shape[0] * shape[1] * shape[2])) ** 0.5  # He scale: every layer carries signal
+        out[name] = rng.normal(1.0 if name.endswith("/gamma") else 0.0, scale, shape).astype(np.float32)
 
     def conv(scope: str, k: int, cin: int, cout: int, with_sn: bool = False) -> None:
         if with_sn:

@@ -282,3 +282,67 @@ def test_batch_of_one_heatmaps_are_squeezed_like_tf(tmp_path, tf_bundle):
     np.savez(one / "outputs.npz", **sliced)
     rows = tf_bundle_parity(one)
     assert len(rows) == 22 and all(r.ok for r in rows), [r for r in rows if not r.ok]
+
+
+# ------------------------------------------------------------------------------------------ other sizes
+@pytest.mark.parametrize("light,img_size,ch,n_dis,sn,smoothing,batch", [
+    (False, 64, 4, 4, True, True, 2),
+    (True, 96, 4, 6, False, False, 1),
+    (True, 128, 2, 5, True, False, 1),
+    (False, 32, 2, 3, True, True, 2),
+    (True, 256, 2, 7, True, True, 1),
+])
+def test_converted_networks_match_a_numpy_transcription_of_the_tf_code(tmp_path, light, img_size, ch, n_dis, sn,
+                                                                        smoothing, batch):
+    """Settings and sizes the shared bundles do not cover, against tests/tf_reference.py (float64, NHWC, TF names)."""
+    import tf_reference
+    from ugatit_paddle.foreign_parity import _like, _run_generator
+
+    n_res = 4
+    variables = tf_ugatit_variables(light, img_size, ch, n_res, n_dis, sn, seed=img_size + n_dis, optimizer=False)
+    rng = np.random.default_rng(1)
+    for name in [n for n in variables if n.endswith("instance_layer_norm/rho")][:3]:
+        variables[name] = rng.uniform(-0.2, 1.3, variables[name].shape).astype(np.float32)  # also outside [0, 1]
+    args, states, _ = from_tf_checkpoint(write_bundle(tmp_path / "m", variables), img_size=img_size,
+                                         smoothing=smoothing)
+    nets = build_networks(args)
+    for name, net in nets.items():
+        net.set_state_dict(states[name])
+        net.eval()
+    v64 = {k: a.astype(np.float64) for k, a in variables.items()}
+    x = rng.uniform(-1, 1, (batch, img_size, img_size, 3))
+    x_nchw = x.transpose(0, 3, 1, 2).astype(np.float32)
+
+    def check(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
+        assert np.abs(ours - ref).max() <= TF_LIMIT * np.abs(ref).max(), what
+
+    ref = tf_reference.generator(x, v64, "generator_B", n_res, light, smoothing)
+    ours = _run_generator(nets["genA2B"], x_nchw)
+    check(ours["fake"].transpose(0, 2, 3, 1), ref["fake"], "fake")
+    for key in ("cam_logit", "heatmap", "mlp_gamma", "mlp_beta"):
+        check(_like(ours[key], ref[key]), ref[key], key)
+    for name, part, n_stride2 in (("disGB", "global", n_dis - 1), ("disLB", "local", max(n_dis - 3, 1))):
+        ref = tf_reference.discriminator(x, v64, f"discriminator_B/{part}", n_stride2, sn)
+        with paddle.no_grad():
+            logit, cam, heat = (t.numpy() for t in nets[name](paddle.to_tensor(x_nchw)))
+        check(logit.transpose(0, 2, 3, 1), ref["logit"], f"{name} logit")
+        check(cam, ref["cam_logit"], f"{name} cam")
+        check(_like(heat, ref["heatmap"]), ref["heatmap"], f"{name} heatmap")
+
+
+def test_the_numpy_transcription_reproduces_the_shared_tf_bundles(tf_bundle):
+    """Validates tests/tf_reference.py itself against the recordings of the official TF code."""
+    import tf_reference
+    from ugatit_paddle.formats.tensorbundle import TensorBundle
+
+    config = json.loads((tf_bundle / "reference.json").read_text())["config"]
+    bundle = TensorBundle(tf_bundle)
+    v = {name: bundle.read(name).astype(np.float64) for name in bundle.entries if "Adam" not in name}
+    batch, ref = np.load(tf_bundle / "batch.npz"), np.load(tf_bundle / "outputs.npz")
+    ours = tf_reference.generator(batch["real_A"].astype(np.float64), v, "generator_B", config["n_res"],
+                                  config["light"], config["smoothing"])
+    assert np.abs(ours["fake"] - ref["A2B_fake_B"]).max() < 1e-4
+    assert np.abs(ours["heatmap"] - ref["A2B_heatmap"]).max() <= 1e-4 * np.abs(ref["A2B_heatmap"]).max()
+    ours = tf_reference.discriminator(batch["real_B"].astype(np.float64), v, "discriminator_B/global",
+                                      config["n_dis"] - 1, config["sn"])
+    assert np.abs(ours["logit"] - ref["D_B_on_real_B_global_logit"]).max() < 1e-5
