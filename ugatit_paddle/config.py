@@ -49,6 +49,9 @@ class ModelConfig:
     light: bool = False  # light generator: gamma/beta MLP on pooled features (paper's U-GAT-IT-light)
     global_layers: int = 7  # depth of the global discriminators (disGA, disGB)
     local_layers: int = 5  # depth of the local discriminators (disLA, disLB)
+    variant: str = "official"  # networks: "official" (PyTorch code) or "tf" (the paper's TensorFlow code)
+    tf_smoothing: bool = True  # variant tf only: AdaILN reads clip(rho - 0.1, 0, 1) (TF --smoothing)
+    tf_sn: bool = True  # variant tf only: spectral norm in the discriminators (TF --sn)
 
 
 @dataclass
@@ -339,6 +342,9 @@ def validate_config(cfg: Config) -> None:
             light=m.light,
             global_layers=m.global_layers,
             local_layers=m.local_layers,
+            variant=m.variant,
+            tf_smoothing=m.tf_smoothing,
+            tf_sn=m.tf_sn,
         )
     except ValueError as exc:
         settings = ", ".join(f"model.{f.name}={getattr(m, f.name)!r}" for f in dataclasses.fields(m))

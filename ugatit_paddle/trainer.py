@@ -72,7 +72,8 @@ class HalfLinearDecay(paddle.optimizer.lr.LRScheduler):
 
 def model_args(cfg: Config) -> ModelArgs:
     m = cfg.model
-    return ModelArgs(m.img_size, m.ch, m.n_res, m.light, m.global_layers, m.local_layers)
+    return ModelArgs(m.img_size, m.ch, m.n_res, m.light, m.global_layers, m.local_layers, m.variant, m.tf_smoothing,
+                     m.tf_sn)
 
 
 class Trainer:

@@ -66,19 +66,20 @@ def _combine_taps(weight: paddle.Tensor, axis: int) -> paddle.Tensor:
     return paddle.concat([w2, w1 + w2, w0 + w1, w0], axis=axis)
 
 
-def upsample_conv3x3(x: paddle.Tensor, weight: paddle.Tensor) -> paddle.Tensor:
+def upsample_conv3x3(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None = None) -> paddle.Tensor:
     """`conv3x3(ReflectionPad2d(1)(NearestUpsample2x(x)), weight)` as one transposed convolution.
 
-    x [N, C, H, W], weight [O, C, 3, 3] -> [N, O, 2H, 2W]. Output row 2i + a sums kernel rows over input rows
+    x [N, C, H, W], weight [O, C, 3, 3], bias [O] or None -> [N, O, 2H, 2W]. Output row 2i + a sums kernel rows over input rows
     (i - 1, i) for a = 0 and (i, i + 1) for a = 1, with the rows' weights combined as in `_combine_taps`.
     """
     kernel = _combine_taps(_combine_taps(weight, 2), 3).transpose([1, 0, 2, 3])  # [C, O, 4, 4]
-    return F.conv2d_transpose(edge_pad1(x), kernel, stride=2, padding=3)
+    return F.conv2d_transpose(edge_pad1(x), kernel, bias, stride=2, padding=3)
 
 
 def iln(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor,
-        residual: paddle.Tensor | None = None, relu: bool = False) -> paddle.Tensor:
+        residual: paddle.Tensor | None = None, relu: bool = False, unbiased: bool = True) -> paddle.Tensor:
     """`rho * IN(x) + (1 - rho) * LN(x)`, times `gamma`, plus `beta` (see norms.py), [+ residual], [ReLU].
+    Unbiased variance as torch.var, or biased (`unbiased=False`, the TF variant).
 
     x, residual [N, C, H, W]; rho [1, C, 1, 1]; gamma, beta [N, C, 1] (AdaILN) or [1, C, 1] (ILN) ->
     [N, C, H, W].
@@ -92,8 +93,9 @@ def iln(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: paddle
     ln_mean = mean.mean(axis=1, keepdim=True)  # [N, 1, 1]
     mean_dev = mean - ln_mean
     ln_sq = (in_sq + hw * (mean_dev * mean_dev)).sum(axis=1, keepdim=True)  # Chan's parallel formula
-    in_inv_std = paddle.rsqrt(paddle.scale(in_sq, 1.0 / (hw - 1), bias=EPS))  # unbiased variance, as torch.var
-    ln_inv_std = paddle.rsqrt(paddle.scale(ln_sq, 1.0 / (c * hw - 1), bias=EPS))
+    ddof = 1 if unbiased else 0
+    in_inv_std = paddle.rsqrt(paddle.scale(in_sq, 1.0 / (hw - ddof), bias=EPS))
+    ln_inv_std = paddle.rsqrt(paddle.scale(ln_sq, 1.0 / (c * hw - ddof), bias=EPS))
     rho = rho.reshape([1, c, 1])
     ln_scale = (1 - rho) * ln_inv_std
     # in_scale = rho * in_inv_std, x = d + mean:
@@ -121,12 +123,10 @@ class InferenceGenerator(nn.Layer):
         x = self._encode(x)  # [N, C, S/4, S/4]
         c, h, w = x.shape[1:]
         planes = x.reshape([-1, c, h * w])
-        gap_logit = g.gap_fc(planes.mean(axis=2))
-        gmp_logit = g.gmp_fc(planes.max(axis=2))
-        cam_logit = paddle.concat([gap_logit, gmp_logit], axis=1)  # [N, 2]
+        cam_logit = g.cam_logits(planes.mean(axis=2), planes.max(axis=2))  # [N, 2]
 
         conv_w = g.conv1x1.weight  # [C, 2C, 1, 1] over concat(x * gap weight, x * gmp weight)
-        gap_w, gmp_w = g.gap_fc.weight.reshape([1, c, 1, 1]), g.gmp_fc.weight.reshape([1, c, 1, 1])
+        gap_w, gmp_w = (w.reshape([1, c, 1, 1]) for w in g.cam_weights())
         cam_w = conv_w[:, :c] * gap_w + conv_w[:, c:] * gmp_w
         x = F.relu(F.conv2d(x, cam_w, g.conv1x1.bias))
         heatmap = F.conv2d(x, paddle.ones([1, c, 1, 1], dtype=x.dtype))  # channel sum, [N, 1, S/4, S/4]
@@ -154,17 +154,18 @@ class InferenceGenerator(nn.Layer):
     @staticmethod
     def _adailn_block(block: ResnetAdaILNBlock, x: paddle.Tensor, gamma: paddle.Tensor,
                       beta: paddle.Tensor) -> paddle.Tensor:
-        out = iln(block.conv1(reflection_pad(x, 1)), block.norm1.rho, gamma, beta, relu=True)
-        return iln(block.conv2(reflection_pad(out, 1)), block.norm2.rho, gamma, beta, residual=x)
+        n1, n2 = block.norm1, block.norm2
+        out = iln(block.conv1(reflection_pad(x, 1)), n1.mixing_rho(), gamma, beta, relu=True, unbiased=n1.unbiased)
+        return iln(block.conv2(reflection_pad(out, 1)), n2.mixing_rho(), gamma, beta, residual=x, unbiased=n2.unbiased)
 
     def _decode(self, x: paddle.Tensor) -> paddle.Tensor:
         layers = list(self.generator.UpBlock2)
         for i in range(N_DOWNSAMPLING):  # [NearestUpsample2x, ReflectionPad2d(1), conv 3x3, ILN, ReLU] each
             up, pad, conv, norm, _ = layers[5 * i:5 * i + 5]
             assert isinstance(up, NearestUpsample2x) and pad.padding == 1 and isinstance(norm, ILN)
-            assert conv.bias is None
             gamma, beta = norm.gamma.reshape([1, -1, 1]), norm.beta.reshape([1, -1, 1])
-            x = iln(upsample_conv3x3(x, conv.weight), norm.rho, gamma, beta, relu=True)
+            x = iln(upsample_conv3x3(x, conv.weight, conv.bias), norm.rho, gamma, beta, relu=True,
+                    unbiased=norm.unbiased)
         pad, conv, _ = layers[-3:]  # ReflectionPad2d(3), conv 7x7, Tanh
         assert isinstance(conv, UnpaddedConv2D)
         return paddle.tanh(conv(reflection_pad(x, pad.padding)))
