@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ugatit_paddle import checkpoint
-from ugatit_paddle.foreign_parity import bundle_source, paddlegan_bundle_parity
+from ugatit_paddle.parity.foreign import bundle_source, paddlegan_bundle_parity
 from ugatit_paddle.formats.paddlegan import PaddleGANError, convert_file, from_paddlegan, load_file
 from ugatit_paddle.models import NETWORKS, ModelArgs, build_networks
 from ugatit_paddle.safe_pickle import UnsafePickleError

@@ -109,6 +109,20 @@ def test_steps_beyond_the_recording_are_refused():
     assert run.returncode == 2 and "--steps must be 0..4" in run.stderr
 
 
+@pytest.mark.parametrize("bundle", ["tf/full_64_ch8", "tf/light_96_ch8", "paddlegan/light_96_ch8"])
+def test_tool_recognises_tf_and_paddlegan_bundles(bundle):
+    path = SHARED.parent / bundle
+    if not (path / "reference.json").is_file():
+        pytest.skip(f"bundle {path} not present (only in the project's shared fixtures)")
+    run = _tool("--bundle", str(path), "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout)
+    assert result["source"] == bundle.split("/")[0] and result["failed"] == 0 and result["passed"] >= 18
+    assert {r["network"] for r in result["rows"]} >= {"genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"}
+    refused = _tool("--bundle", str(path), "--steps", "1")
+    assert refused.returncode == 2 and "eval outputs only" in refused.stderr
+
+
 def test_float32_generator_is_close_to_float64():
     from ugatit_paddle.models import ModelArgs
     from ugatit_paddle.parity import precision_check

@@ -17,7 +17,7 @@ import pytest
 from tensorbundle_writer import tf_ugatit_variables, write_bundle
 from ugatit_paddle import checkpoint
 from ugatit_paddle.config import ConfigError, config_from_dict
-from ugatit_paddle.foreign_parity import TF_LIMIT, bundle_source, tf_bundle_parity
+from ugatit_paddle.parity.foreign import TF_LIMIT, bundle_source, tf_bundle_parity
 from ugatit_paddle.formats import tf as tfconv
 from ugatit_paddle.formats.tf import TFConversionError, from_tf_checkpoint
 from ugatit_paddle.models import ModelArgs, build_networks, make_variant, output_size
@@ -296,7 +296,7 @@ def test_converted_networks_match_a_numpy_transcription_of_the_tf_code(tmp_path,
                                                                         smoothing, batch):
     """Settings and sizes the shared bundles do not cover, against tests/tf_reference.py (float64, NHWC, TF names)."""
     import tf_reference
-    from ugatit_paddle.foreign_parity import _like, _run_generator
+    from ugatit_paddle.parity.foreign import _like, _run_generator
 
     n_res = 4
     variables = tf_ugatit_variables(light, img_size, ch, n_res, n_dis, sn, seed=img_size + n_dis, optimizer=False)

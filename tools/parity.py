@@ -4,6 +4,9 @@ Bundle mode (no PyTorch needed): a parity bundle recorded from the official code
 dtype (reference.json "dtype"; float64 bundles are converted, built and trained in float64) against the
 limits of shared/fixtures/official/README.md for that dtype
     python tools/parity.py --bundle ../shared/fixtures/official/full_112_ch4_f64 --steps 3 [--json | --markdown]
+Bundles recorded with the official TensorFlow code or PaddleGAN's code (recognised by their files; eval outputs
+against the limits of their READMEs):
+    python tools/parity.py --bundle ../shared/fixtures/tf/full_64_ch8
 Live mode (needs torch and a clone of UGATIT-pytorch): the official code beside ours on your checkpoint;
 --steps K runs K training iterations of both on one batch (from --images, else random), --float64 in float64
 (the only dtype in which a full model's training trajectory is comparable)
@@ -79,7 +82,7 @@ def main() -> int:
                 parser.error("--official-rerun needs --torch-src (a clone of UGATIT-pytorch with networks.py)")
             report = parity.official_rerun(a.bundle, a.torch_src, threads=a.threads)
         elif a.bundle:
-            report = parity.bundle_parity(a.bundle, steps=a.steps)
+            report = parity.check_bundle(a.bundle, steps=a.steps)
         else:
             if not a.torch_src:
                 parser.error("live mode needs --torch-src (a clone of UGATIT-pytorch with networks.py)")

@@ -77,6 +77,13 @@ LIMITS: dict[str, Limits] = {
 }
 
 
+# Bundles recorded with the other implementations (eval outputs only): max|diff| / max|ref| of every output.
+FOREIGN_LIMITS: dict[str, Limit] = {
+    "tf": Limit(2e-4, "shared/fixtures/tf/README.md: every array of outputs.npz <= 2e-4 relative"),
+    "paddlegan": Limit(1e-4, "shared/fixtures/paddlegan/README.md: every recorded output <= 1e-4 relative"),
+}
+
+
 def limits_for(dtype: str) -> Limits:
     if dtype not in LIMITS:
         raise ValueError(f"no parity limits for dtype {dtype!r}; known: {', '.join(LIMITS)}")
@@ -189,7 +196,7 @@ class Report:
     bundle: str = ""
     dtype: str = "float32"
     steps: int = 0
-    source: str = "official"  # whose recording: "official", later "tf" / "paddlegan"
+    source: str = "official"  # whose recording: "official", "tf" or "paddlegan"
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -2,8 +2,8 @@
 official TensorFlow code (`shared/fixtures/tf/README.md`) and PaddleGAN's code (`shared/fixtures/paddlegan/`).
 
 Each check converts the bundle's checkpoint with this project's converter, runs the networks in eval mode on
-the recorded batch and compares every recorded output with the limits of the bundle's README:
-max |diff| / max |ref| <= 2e-4 (TF) and <= 1e-4 (PaddleGAN).
+the recorded batch and compares every recorded output with the limit of the bundle's README
+(`checks.FOREIGN_LIMITS`). `check_bundle` recognises any bundle, official ones included.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from .models import DISCRIMINATORS, GENERATORS, build_networks
-from .parity import Row, compare
+from ..models import DISCRIMINATORS, GENERATORS, build_networks
+from .bundles import bundle_parity
+from .checks import FOREIGN_LIMITS, Report, Row, compare
 
-TF_LIMIT = 2e-4
-PADDLEGAN_LIMIT = 1e-4
+TF_LIMIT = FOREIGN_LIMITS["tf"].value
+PADDLEGAN_LIMIT = FOREIGN_LIMITS["paddlegan"].value
 # TF output prefixes: generator scope A2B/B2A, discriminators "D_<domain>_on_real_<domain>_<part>"
 TF_GENERATORS = {"genA2B": ("A2B", "real_A", "fake_B"), "genB2A": ("B2A", "real_B", "fake_A")}
 TF_DISCRIMINATORS = {"disGA": ("D_A_on_real_A_global", "real_A"), "disLA": ("D_A_on_real_A_local", "real_A"),
@@ -66,7 +67,7 @@ def _run_generator(net: paddle.nn.Layer, x: np.ndarray) -> dict[str, np.ndarray]
 
 def tf_bundle_parity(path: str | Path, limit: float = TF_LIMIT) -> list[Row]:
     """Convert a TF bundle's checkpoint and compare every array of its outputs.npz (eval mode)."""
-    from .formats.tf import from_tf_checkpoint
+    from ..formats.tf import from_tf_checkpoint
 
     path = Path(path)
     config = json.loads((path / "reference.json").read_text())["config"]
@@ -110,7 +111,7 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
     without `force`, which is checked as a row; with `force` the generators are compared with
     `outputs_gen_in_affine_identity.npz` (scale 1, bias 0) and the discriminators with `outputs.npz`.
     """
-    from .formats.paddlegan import PaddleGANError, affine_deviations, from_paddlegan, load_file
+    from ..formats.paddlegan import PaddleGANError, affine_deviations, from_paddlegan, load_file
 
     path = Path(path)
     config = json.loads((path / "reference.json").read_text())["config"]
@@ -148,3 +149,15 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
                 ours = net(paddle.to_tensor(x))[i].numpy()
                 rows.append(compare("paddlegan", name, output, ours, ref[f"{name}.{i}"], limit))
     return rows
+
+
+def check_bundle(path: str | Path, steps: int = 0) -> Report:
+    """Any parity bundle, recognised by its files: official ones through `bundle_parity` (with `steps` training
+    iterations), TF and PaddleGAN ones (eval outputs only) through the checks above."""
+    source = bundle_source(path)
+    if source == "official":
+        return bundle_parity(path, steps=steps)
+    if steps:
+        raise ValueError(f"{path} is a {source} bundle: it records eval outputs only, so --steps does not apply")
+    rows = tf_bundle_parity(path) if source == "tf" else paddlegan_bundle_parity(path)
+    return Report(rows, bundle=str(path), source=source)
