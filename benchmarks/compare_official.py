@@ -120,7 +120,7 @@ class OurIteration:
     def __init__(self, img_size: int, ch: int, n_res: int, light: bool, batch: int) -> None:
         from ugatit_paddle.benchmark import synthetic_images
         from ugatit_paddle.config import config_from_dict
-        from ugatit_paddle.trainer import Trainer
+        from ugatit_paddle.training.loop import Trainer
 
         cfg = config_from_dict({"model": {"img_size": img_size, "ch": ch, "n_res": n_res, "light": light},
                                 "train": {"batch_size": batch}})
@@ -193,7 +193,7 @@ def inference_times(which: str, a: argparse.Namespace, threads: int) -> list[flo
         else:
             import paddle
 
-            from ugatit_paddle.export import InferenceModel, export_generator
+            from ugatit_paddle.inference.export import InferenceModel, export_generator
             from ugatit_paddle.models import Generator
 
             ours = Generator(a.ch, a.n_res, a.img_size, not a.full)

@@ -26,7 +26,7 @@ def golden_bundle(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny procedural unpaired dataset (6 train + 2 test images per domain, 64 px), made once per run."""
-    from ugatit_paddle.demo_data import make_demo_dataset
+    from ugatit_paddle.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_demo_dataset(root, n_train=6, n_test=2, size=64)

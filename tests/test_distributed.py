@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import tiny_config
-from ugatit_paddle import checkpoint
+from ugatit_paddle.formats import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

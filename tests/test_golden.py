@@ -76,9 +76,9 @@ def test_live_parity_against_the_official_networks(golden_bundle):
 
 
 def test_float32_generator_is_close_to_float64():
-    from ugatit_paddle.models import ModelArgs
+    from ugatit_paddle.config import ModelConfig
     from ugatit_paddle.parity import precision_check
 
-    rows = precision_check(ModelArgs(img_size=128, ch=8, n_res=1, light=False))
+    rows = precision_check(ModelConfig(img_size=128, ch=8, n_res=1, light=False))
     assert [r.network for r in rows[::3]] == ["paddle", "exported", "exported+onednn"]
     assert all(r.value < 2e-5 for r in rows), format_table(rows)

@@ -66,7 +66,7 @@ def test_tools_configure_the_cpu_before_importing_paddle(tool):
 
 @pytest.mark.skipif(ON_GPU, reason="AMP is available on this GPU machine")
 def test_amp_on_cpu_is_refused(tmp_path):
-    from ugatit_paddle.trainer import AmpUnavailableError, Trainer
+    from ugatit_paddle.training.loop import AmpUnavailableError, Trainer
 
     with pytest.raises(AmpUnavailableError, match="train.amp=true needs a GPU"):
         Trainer.from_dict(tiny_config(tmp_path, train={"amp": True}))

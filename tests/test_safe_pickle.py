@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle.safe_pickle import (
+from ugatit_paddle.formats.safe_pickle import (
     CheckpointFormatError,
     RestrictedUnpickler,
     SafeCallable,

@@ -1,4 +1,4 @@
-"""Tests for ugatit_paddle.torch_format (torch checkpoints without torch).
+"""Tests for ugatit_paddle.formats.torch_pickle, torch_writer and torchscript (torch checkpoints without torch).
 
 Tests that need real PyTorch call ``pytest.importorskip("torch")`` themselves, so the rest
 (hand-built files, malicious files, round trips) also runs where torch is not installed.
@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle.safe_pickle import UnsafePickleError
-from ugatit_paddle.torch_format import (
-    TorchFormatError,
-    load_torch,
-    load_torchscript_params,
-    save_torch,
-)
+from ugatit_paddle.formats.safe_pickle import UnsafePickleError
+from ugatit_paddle.formats.torch_pickle import TorchFormatError, load_torch
+from ugatit_paddle.formats.torch_writer import save_torch
+from ugatit_paddle.formats.torchscript import load_torchscript_params
 
 MAGIC = 0x1950A86A20F9469CFC6C
 

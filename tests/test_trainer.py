@@ -11,8 +11,8 @@ import paddle
 import pytest
 
 from conftest import tiny_config
-from ugatit_paddle import checkpoint
-from ugatit_paddle.trainer import HalfLinearDecay, NonFiniteLossError, Trainer
+from ugatit_paddle.formats import checkpoint
+from ugatit_paddle.training.loop import HalfLinearDecay, NonFiniteLossError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.convert import convert_file, export_official_file
+from ugatit_paddle.formats.official import convert_file, export_official_file
 from ugatit_paddle.models import NETWORKS
 
 

@@ -23,11 +23,11 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.checkpoint import CheckpointError
+from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError
 from ugatit_paddle.data import DataError
 from ugatit_paddle.demo import DEFAULT_CONFIG, DemoError, run_demo
-from ugatit_paddle.trainer import NonFiniteLossError
+from ugatit_paddle.training.loop import NonFiniteLossError
 
 
 def main() -> int:

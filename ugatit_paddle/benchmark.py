@@ -7,7 +7,7 @@
   off/on over the pairs of neighbouring iterations ("off" is the official iteration: fakes recomputed for
   the G step, D backward through the generators);
 - generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, and through
-  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.export`) with and without oneDNN;
+  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.inference.export`) with and without oneDNN;
 - peak memory of training with the configured `train.reuse_fakes`: the process's peak resident set size
   on CPU (`resource.getrusage`), the allocator's peak on GPU; read after the warm-up iterations of that
   setting alone, before anything else runs.
@@ -34,7 +34,7 @@ import numpy as np
 import paddle
 
 from .config import Config
-from .trainer import Trainer
+from .training.loop import Trainer
 
 
 def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
@@ -113,7 +113,7 @@ def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np
     """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn");
     a value is the reason instead when that path is not available."""
     try:
-        from .export import InferenceModel, export_generator
+        from .inference.export import InferenceModel, export_generator
     except ImportError as e:  # the export module is optional for the benchmark
         return {"exported": f"unavailable: {e}", "exported_onednn": f"unavailable: {e}"}
     results: dict[str, float | str] = {}

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import paddle
 
+from .config import ModelConfig as ModelArgs  # renamed (issue 14): ModelArgs is now config.ModelConfig
 from .config import config_from_dict
-from .convert import from_official
-from .models import ModelArgs, build_networks
-from .torch_format import load_torch
+from .formats.official import from_official
+from .formats.torch_pickle import load_torch
+from .models import build_networks
+from .training.loop import Trainer
 
 OUTPUTS = ("out", "cam_logit", "heatmap")
 
@@ -88,8 +90,6 @@ def _load_official(path: Path, img_size: int) -> tuple[ModelArgs, dict[str, dict
 
 def bundle_parity(bundle: str | Path, steps: int = 0, tol: Tolerances = Tolerances()) -> list[Row]:
     """Check a parity bundle; `steps` > 0 also runs that many training iterations of `Trainer`."""
-    from .trainer import Trainer  # the trainer builds on this module's users, not the other way round
-
     bundle = Path(bundle)
     ref = json.loads((bundle / "reference.json").read_text())
     if steps > ref["steps"]:
@@ -323,8 +323,8 @@ def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None
     is given and torch is installed, also the official float32 generator.
     The rows' `value` is max|diff| / max|float64 output|; the limit is the eval tolerance.
     """
-    from .convert import paddle_to_torch
-    from .export import InferenceModel, export_generator
+    from .formats.official import paddle_to_torch
+    from .inference.export import InferenceModel, export_generator
     from .models import Generator
 
     paddle.seed(seed)

@@ -1,31 +1,31 @@
-"""The six U-GAT-IT networks: two generators and four discriminators."""
+"""The six U-GAT-IT networks: two generators and four discriminators, built from a `ModelConfig`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import paddle.nn as nn
 
 from .discriminator import Discriminator, output_size
 from .generator import Generator
-from .inference_generator import InferenceGenerator
 from .norms import ILN, AdaILN, clip_rho
+
+if TYPE_CHECKING:  # config.py imports this package to validate architectures; the dependency runs that way
+    from ..config import ModelConfig
 
 GENERATORS = ("genA2B", "genB2A")
 DISCRIMINATORS = ("disGA", "disGB", "disLA", "disLB")
 NETWORKS = GENERATORS + DISCRIMINATORS  # the official checkpoint's keys, in its order
 
+DIRECTIONS: dict[str, tuple[str, str]] = {"A2B": ("genA2B", "genB2A"), "B2A": ("genB2A", "genA2B")}
+"""direction -> (generator that translates, generator of the opposite direction)."""
 
-@dataclass(frozen=True)
-class ModelArgs:
-    """Everything that fixes the shapes of the six networks (official defaults)."""
 
-    img_size: int = 256
-    ch: int = 64
-    n_res: int = 4
-    light: bool = False
-    global_layers: int = 7
-    local_layers: int = 5
+def generator_name(direction: str) -> str:
+    """'A2B' -> 'genA2B', 'B2A' -> 'genB2A'; ValueError for anything else."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    return DIRECTIONS[direction][0]
 
 
 def smallest_img_size(global_layers: int, local_layers: int) -> int:
@@ -36,40 +36,38 @@ def smallest_img_size(global_layers: int, local_layers: int) -> int:
     return size
 
 
-def check_model_args(
-    img_size: int, ch: int, n_res: int, light: bool, global_layers: int = 7, local_layers: int = 5
-) -> None:
-    """Raise ValueError with an actionable message if these arguments cannot build a working model."""
-    for name, value, low in (("ch", ch, 1), ("n_res", n_res, 0), ("global_layers", global_layers, 3),
-                             ("local_layers", local_layers, 3), ("img_size", img_size, 4)):
+def check_model_config(m: ModelConfig) -> None:
+    """Raise ValueError with an actionable message if `m` cannot build a working model."""
+    for name, low in (("ch", 1), ("n_res", 0), ("global_layers", 3), ("local_layers", 3), ("img_size", 4)):
+        value = getattr(m, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    smallest = smallest_img_size(global_layers, local_layers)
-    if img_size % 4 != 0 or img_size < smallest:
+    smallest = smallest_img_size(m.global_layers, m.local_layers)
+    if m.img_size % 4 != 0 or m.img_size < smallest:
         raise ValueError(
-            f"img_size {img_size} is not usable: it must be a multiple of 4 (the generator down-samples twice) "
-            f"and at least {smallest} for discriminators of {global_layers} and {local_layers} layers; "
+            f"img_size {m.img_size} is not usable: it must be a multiple of 4 (the generator down-samples twice) "
+            f"and at least {smallest} for discriminators of {m.global_layers} and {m.local_layers} layers; "
             f"the smallest valid img_size is {smallest}"
         )
 
 
-def build_network(args: ModelArgs, name: str) -> nn.Layer:
+def build_network(m: ModelConfig, name: str) -> nn.Layer:
     """One fresh network (`name` in `NETWORKS`), initialised like the official PyTorch code."""
     if name in GENERATORS:
-        return Generator(args.ch, args.n_res, args.img_size, args.light)
+        return Generator(m.ch, m.n_res, m.img_size, m.light)
     if name in DISCRIMINATORS:
-        return Discriminator(args.ch, args.global_layers if name.startswith("disG") else args.local_layers)
+        return Discriminator(m.ch, m.global_layers if name.startswith("disG") else m.local_layers)
     raise ValueError(f"unknown network '{name}'; choose one of {', '.join(NETWORKS)}")
 
 
-def build_networks(args: ModelArgs, names: tuple[str, ...] = NETWORKS) -> dict[str, nn.Layer]:
-    """Fresh networks keyed by name (all six by default), after validating `args`."""
-    check_model_args(args.img_size, args.ch, args.n_res, args.light, args.global_layers, args.local_layers)
-    return {name: build_network(args, name) for name in names}
+def build_networks(m: ModelConfig, names: tuple[str, ...] = NETWORKS) -> dict[str, nn.Layer]:
+    """Fresh networks keyed by name (all six by default), after validating `m`."""
+    check_model_config(m)
+    return {name: build_network(m, name) for name in names}
 
 
 __all__ = [
-    "AdaILN", "ILN", "DISCRIMINATORS", "Discriminator", "GENERATORS", "Generator", "InferenceGenerator", "ModelArgs",
-    "NETWORKS",
-    "build_network", "build_networks", "check_model_args", "clip_rho", "output_size", "smallest_img_size",
+    "AdaILN", "DIRECTIONS", "DISCRIMINATORS", "Discriminator", "GENERATORS", "Generator", "ILN", "NETWORKS",
+    "build_network", "build_networks", "check_model_config", "clip_rho", "generator_name", "output_size",
+    "smallest_img_size",
 ]

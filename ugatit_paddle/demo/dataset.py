@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ugatit_paddle.data import DOMAIN_FOLDERS, find_images, load_rgb
+from ..data import DOMAIN_FOLDERS, find_images, load_rgb
 
 __all__ = ["CUES", "NUM_FEATURES", "make_demo_dataset", "render_image", "load_images", "image_features", "DomainScorer"]
 

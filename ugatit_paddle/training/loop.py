@@ -36,11 +36,12 @@ import paddle
 from paddle.distributed.fleet.utils.hybrid_parallel_util import fused_allreduce_gradients
 from paddle.utils import unique_name
 
-from . import checkpoint, losses
-from .config import Config, ConfigError, config_from_dict, format_config, load_config, save_config
-from .data import DECODE_ERRORS, build_train_loader, check_layout, eval_transform, find_images, load_rgb
-from .models import DISCRIMINATORS, GENERATORS, ILN, AdaILN, ModelArgs, build_networks, clip_rho
-from .visualize import sample_sheet, save_png, translation_strips
+from ..config import Config, ConfigError, config_from_dict, format_config, load_config, save_config
+from ..data import DECODE_ERRORS, build_train_loader, check_layout, eval_transform, find_images, load_rgb
+from ..formats import checkpoint
+from ..models import DISCRIMINATORS, GENERATORS, ILN, AdaILN, build_networks, clip_rho
+from ..visualize import sample_sheet, save_png, translation_strips
+from . import losses
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,11 +71,6 @@ class HalfLinearDecay(paddle.optimizer.lr.LRScheduler):
         return self.base_lr * max(0.0, 1.0 - done / self.half)
 
 
-def model_args(cfg: Config) -> ModelArgs:
-    m = cfg.model
-    return ModelArgs(m.img_size, m.ch, m.n_res, m.light, m.global_layers, m.local_layers)
-
-
 class Trainer:
     """The six networks, two Adam optimisers and the learning-rate schedule of one experiment.
 
@@ -84,7 +80,7 @@ class Trainer:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.args = model_args(cfg)
+        self.args = cfg.model
         if cfg.train.amp and not paddle.device.get_device().startswith("gpu"):
             raise AmpUnavailableError(
                 f"train.amp=true needs a GPU (automatic mixed precision runs float16 kernels), but this process "

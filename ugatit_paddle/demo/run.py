@@ -4,9 +4,9 @@
 
 Steps of :func:`run_demo`:
 
-1. write the procedural unpaired dataset of :mod:`ugatit_paddle.demo_data` into ``data.root`` (at
+1. write the procedural unpaired dataset of :mod:`ugatit_paddle.demo.dataset` into ``data.root`` (at
    ``model.img_size`` pixels; skipped when it is already there);
-2. build the :class:`~ugatit_paddle.trainer.Trainer` and score its *untrained* generators (iteration 0);
+2. build the :class:`~ugatit_paddle.training.loop.Trainer` and score its *untrained* generators (iteration 0);
 3. train (``Trainer.train``: sample sheets in ``output_dir/samples``, checkpoints in
    ``output_dir/checkpoints``);
 4. translate the held-out test images (testA with genA2B, testB with genB2A), write them to
@@ -37,18 +37,18 @@ from typing import Any
 import numpy as np
 import paddle
 
-from .checkpoint import list_checkpoints
-from .config import Config, load_config
-from .data import ImageFolderDataset, check_layout, iter_test_batches
-from .demo_data import CUES, DomainScorer, make_demo_dataset
-from .trainer import Trainer
-from .visualize import image_tile, sample_sheet, save_png, translation_strips
+from ..config import Config, load_config
+from ..data import ImageFolderDataset, check_layout, iter_test_batches
+from ..formats.checkpoint import list_checkpoints
+from ..training.loop import Trainer
+from ..visualize import image_tile, sample_sheet, save_png, translation_strips
+from .dataset import CUES, DomainScorer, make_demo_dataset
 
 __all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dataset", "load_at_size",
            "translate_folder", "score_table"]
 
 DEFAULT_CONFIG = "configs/demo.yaml"
-_REPO_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+_REPO_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
 _MARKER = ".ugatit_demo"  # marks an output_dir as the demo's own (its old outputs may be replaced)
 _DEMO_MANIFEST = "demo_data.json"  # written by make_demo_dataset
 _GRID_IMAGES = 8  # images per domain on the before/after grids
