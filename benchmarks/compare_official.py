@@ -115,23 +115,23 @@ class OfficialIteration:
 
 
 class OurIteration:
-    """This project's Trainer on synthetic images; `step(reuse_fakes)` runs one iteration."""
+    """This project's training step (UGATIT) on synthetic images; `step(reuse_fakes)` runs one iteration."""
 
     def __init__(self, img_size: int, ch: int, n_res: int, light: bool, batch: int) -> None:
         from ugatit_paddle.benchmark import synthetic_images
         from ugatit_paddle.config import config_from_dict
-        from ugatit_paddle.training.loop import Trainer
+        from ugatit_paddle.training.ugatit import UGATIT
 
         cfg = config_from_dict({"model": {"img_size": img_size, "ch": ch, "n_res": n_res, "light": light},
                                 "train": {"batch_size": batch}})
-        self.trainer = Trainer(cfg)
+        self.trainer = UGATIT(cfg)
         self.trainer.set_train_mode(True)
         self.real_A = synthetic_images(batch, img_size, seed=1)
         self.real_B = synthetic_images(batch, img_size, seed=2)
 
     def step(self, reuse_fakes: bool = True) -> None:
         self.trainer.cfg.train.reuse_fakes = reuse_fakes
-        self.trainer.train_step(self.real_A, self.real_B)
+        self.trainer.step(self.real_A, self.real_B)
 
 
 def _seconds(fn) -> float:

@@ -1,10 +1,11 @@
-"""Shared test fixtures. Only `golden_bundle` touches ../shared (the official parity bundles); it skips
+"""Shared test fixtures (`tiny_config`, `data_root`, `golden_bundle`). Only `golden_bundle` touches ../shared (the official parity bundles); it skips
 with a reason when that folder is absent, as in a user's clone."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def tiny_config(tmp_path: Path, **sections: dict) -> dict:
+def _tiny_config(tmp_path: Path, **sections: dict) -> dict:
     """A config dict for a tiny, fast model (img 128, ch 8, light, n_res 2) writing into tmp_path."""
     cfg = {"output_dir": str(tmp_path / "out"),
            "model": {"img_size": 128, "ch": 8, "n_res": 2, "light": True},
@@ -42,6 +43,13 @@ def tiny_config(tmp_path: Path, **sections: dict) -> dict:
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values) if isinstance(values, dict) else cfg.update({name: values})
     return cfg
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., dict]:
+    """`tiny_config(tmp_path, section={key: value}, ...)`: a config dict for a tiny, fast model (img 128, ch 8,
+    light, n_res 2) writing into `tmp_path`; keyword sections update the defaults."""
+    return _tiny_config
 
 
 os.environ.setdefault("FLAGS_call_stack_level", "0")

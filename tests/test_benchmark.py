@@ -7,14 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import tiny_config
 from ugatit_paddle.benchmark import format_result, run_benchmark
 from ugatit_paddle.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_run_benchmark_reports_every_figure(tmp_path):
+def test_run_benchmark_reports_every_figure(tmp_path, tiny_config):
     cfg = config_from_dict(tiny_config(tmp_path))
     result = run_benchmark(cfg, iters=1, warmup=1, exported=True)
     for key in ("train_sec_per_iter", "train_sec_per_iter_reuse_on", "train_sec_per_iter_reuse_off",

@@ -27,7 +27,7 @@ from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError
 from ugatit_paddle.data import DataError
 from ugatit_paddle.demo import DEFAULT_CONFIG, DemoError, run_demo
-from ugatit_paddle.training.loop import NonFiniteLossError
+from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 
 def main() -> int:

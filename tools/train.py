@@ -27,7 +27,8 @@ configure_cpu()
 from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
-from ugatit_paddle.training.loop import NonFiniteLossError, Trainer
+from ugatit_paddle.training.loop import Trainer
+from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 
 def main() -> int:

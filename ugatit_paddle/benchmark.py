@@ -34,7 +34,7 @@ import numpy as np
 import paddle
 
 from .config import Config
-from .training.loop import Trainer
+from .training.ugatit import UGATIT
 
 
 def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
@@ -65,26 +65,26 @@ def _seconds(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def time_training(trainer: Trainer, real_A: paddle.Tensor, real_B: paddle.Tensor, iters: int,
+def time_training(model: UGATIT, real_A: paddle.Tensor, real_B: paddle.Tensor, iters: int,
                   warmup: int) -> tuple[dict[str, list[float]], tuple[str, float]]:
-    """Seconds of each timed `train_step`, keyed "on"/"off" for `train.reuse_fakes` (alternating the two after
+    """Seconds of each timed `model.step`, keyed "on"/"off" for `train.reuse_fakes` (alternating the two after
     `warmup` iterations of each), and the peak memory after the warm-up of the configured setting."""
-    settings = trainer.cfg.train
+    settings = model.cfg.train
     original = settings.reuse_fakes
     configured, other = ("on", "off") if original else ("off", "on")
     times: dict[str, list[float]] = {"on": [], "off": []}
-    trainer.set_train_mode(True)
+    model.set_train_mode(True)
     try:
         for key in (configured, other):
             settings.reuse_fakes = key == "on"
             for _ in range(max(1, warmup)):
-                trainer.train_step(real_A, real_B)
+                model.step(real_A, real_B)
             if key == configured:
                 memory = peak_memory_mb()
         for i in range(iters):
             for key in ("on", "off") if i % 2 == 0 else ("off", "on"):
                 settings.reuse_fakes = key == "on"
-                times[key].append(_seconds(lambda: trainer.train_step(real_A, real_B)))
+                times[key].append(_seconds(lambda: model.step(real_A, real_B)))
     finally:
         settings.reuse_fakes = original
     return times, memory
@@ -153,14 +153,14 @@ def _native_stdout_silenced() -> Iterator[None]:
 def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool = True) -> dict[str, Any]:
     """Measure `cfg`'s model (see the module docstring); returns a flat dict of figures."""
     t = cfg.train
-    trainer = Trainer(cfg)
+    model = UGATIT(cfg)
     real_A = synthetic_images(t.batch_size, cfg.model.img_size, seed=1)
     real_B = synthetic_images(t.batch_size, cfg.model.img_size, seed=2)
-    times, (memory_kind, memory_mb) = time_training(trainer, real_A, real_B, iters, warmup)
+    times, (memory_kind, memory_mb) = time_training(model, real_A, real_B, iters, warmup)
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
     train = on if t.reuse_fakes else off
 
-    generator = trainer.nets["genA2B"]
+    generator = model.nets["genA2B"]
     one = real_A[:1]
     result: dict[str, Any] = {
         "device": paddle.device.get_device(),
@@ -190,19 +190,19 @@ def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
     its "Operator Summary" lists each forward op and gradient node by total time."""
     import paddle.profiler as profiler
 
-    trainer = Trainer(cfg)
+    model = UGATIT(cfg)
     real_A = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=1)
     real_B = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=2)
-    trainer.set_train_mode(True)
+    model.set_train_mode(True)
     for _ in range(warmup):
-        trainer.train_step(real_A, real_B)
+        model.step(real_A, real_B)
     targets = [profiler.ProfilerTarget.CPU]
     if paddle.device.get_device().startswith("gpu"):
         targets.append(profiler.ProfilerTarget.GPU)
     prof = profiler.Profiler(targets=targets)
     prof.start()
     for _ in range(iters):
-        trainer.train_step(real_A, real_B)
+        model.step(real_A, real_B)
         _synchronize()
         prof.step()
     prof.stop()

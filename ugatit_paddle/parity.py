@@ -24,7 +24,7 @@ from .config import config_from_dict
 from .formats.official import from_official
 from .formats.torch_pickle import load_torch
 from .models import build_networks
-from .training.loop import Trainer
+from .training.ugatit import UGATIT
 
 OUTPUTS = ("out", "cam_logit", "heatmap")
 
@@ -89,7 +89,7 @@ def _load_official(path: Path, img_size: int) -> tuple[ModelArgs, dict[str, dict
 
 
 def bundle_parity(bundle: str | Path, steps: int = 0, tol: Tolerances = Tolerances()) -> list[Row]:
-    """Check a parity bundle; `steps` > 0 also runs that many training iterations of `Trainer`."""
+    """Check a parity bundle; `steps` > 0 also runs that many training iterations of `UGATIT`."""
     bundle = Path(bundle)
     ref = json.loads((bundle / "reference.json").read_text())
     if steps > ref["steps"]:
@@ -108,7 +108,7 @@ def bundle_parity(bundle: str | Path, steps: int = 0, tol: Tolerances = Toleranc
         "loss": {"adv_weight": ref["adv_weight"], "cycle_weight": ref["cycle_weight"],
                  "identity_weight": ref["identity_weight"], "cam_weight": ref["cam_weight"]},
     })
-    trainer = Trainer(cfg)
+    trainer = UGATIT(cfg)
     for name, net in trainer.nets.items():
         net.set_state_dict(states[name])
     rows = compare_eval("eval@init", trainer.nets, real_A, np.load(bundle / "eval_outputs_init.npz"), tol.eval_rel)
@@ -118,7 +118,7 @@ def bundle_parity(bundle: str | Path, steps: int = 0, tol: Tolerances = Toleranc
     trainer.set_train_mode(True)
     A, B = paddle.to_tensor(real_A), paddle.to_tensor(real_B)
     for i in range(steps):
-        losses = trainer.train_step(A, B)
+        losses = trainer.step(A, B)
         for kind in ("D", "G"):
             ours, theirs = losses[f"{kind}/total"], ref["losses"][i][kind]
             rows.append(Row(f"loss@{i + 1}", kind, "total", abs(ours - theirs), abs(ours - theirs) / abs(theirs),

@@ -25,7 +25,7 @@ from .torch_writer import save_torch
 
 StateDict = dict[str, np.ndarray]
 
-DEFAULT_LIGHT_IMG_SIZE = 256  # a light model's weights do not depend on img_size
+DEFAULT_LIGHT_IMG_SIZE = ModelConfig.img_size  # assumed for light models: their weights do not depend on img_size
 
 
 class ConversionError(ValueError):
