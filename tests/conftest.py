@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,37 @@ def _tiny_config(tmp_path: Path, **sections: dict) -> dict:
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values) if isinstance(values, dict) else cfg.update({name: values})
     return cfg
+
+
+def _assert_same(a: object, b: object, torch_file: bool = False, path: str = "obj") -> None:
+    """Exact structural equality of `a` (loaded) and `b` (expected); ndarrays compared by dtype, shape and value.
+    `torch_file`: `a` was read from a torch file, where numpy scalars are stored as 0-d tensors and every array
+    comes back C-contiguous."""
+    if torch_file and isinstance(b, np.ndarray):
+        assert isinstance(a, np.ndarray) and a.flags.c_contiguous, path
+    if torch_file and isinstance(b, np.generic):
+        b = np.asarray(b)
+        assert isinstance(a, np.ndarray) and a.shape == (), path
+    assert type(a) is type(b), (path, type(a), type(b))
+    if isinstance(b, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), (path, a.dtype, b.dtype)
+    elif isinstance(b, dict):
+        assert list(a) == list(b), path
+        for k in b:
+            _assert_same(a[k], b[k], torch_file, f"{path}[{k!r}]")
+    elif isinstance(b, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, torch_file, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.fixture
+def assert_same() -> Callable[..., None]:
+    """`assert_same(loaded, expected, torch_file=False)`: exact structural equality of nested containers and
+    arrays (see `_assert_same`)."""
+    return _assert_same
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ import numpy as np
 import paddle
 
 from .config import Config
+from .inference.export import InferenceModel, export_generator
 from .training.ugatit import UGATIT
 
 
@@ -112,10 +113,6 @@ def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np
                             warmup: int) -> dict[str, float | str]:
     """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn");
     a value is the reason instead when that path is not available."""
-    try:
-        from .inference.export import InferenceModel, export_generator
-    except ImportError as e:  # the export module is optional for the benchmark
-        return {"exported": f"unavailable: {e}", "exported_onednn": f"unavailable: {e}"}
     results: dict[str, float | str] = {}
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # as many as eager Paddle (Inference's default is 1)
     with tempfile.TemporaryDirectory() as folder, _native_stdout_silenced():
@@ -209,25 +206,31 @@ def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
     prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
 
 
-def format_result(result: dict[str, Any]) -> str:
-    """Readable multi-line report of a `run_benchmark` result."""
+def format_markdown(result: dict[str, Any], command: str | None = None) -> str:
+    """A `run_benchmark` result as a Markdown table (for the README), under a line naming the setting and, if
+    given, the `command` that reproduces it."""
     m = result["model"]
-    lines = [f"model: {'light' if m['light'] else 'full'}, img {m['img_size']}, ch {m['ch']}, n_res {m['n_res']}, "
-             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}); "
-             f"medians of {result['iters']} iterations after {result['warmup']} warm-up"]
-    lines.append(f"training:  {result['train_sec_per_iter']:.3f} s/iteration, "
-                 f"{result['train_images_per_sec']:.2f} images/s (reuse_fakes={str(result['reuse_fakes']).lower()})")
-    lines.append(f"  reuse_fakes on {result['train_sec_per_iter_reuse_on']:.3f} s, off "
-                 f"{result['train_sec_per_iter_reuse_off']:.3f} s: on is {result['reuse_fakes_speedup']:.2f}x faster")
-    lines.append(f"inference (generator, batch 1): eager {result['infer_sec_per_image'] * 1000:.1f} ms/image")
-    for key, label in (("infer_exported_sec_per_image", "exported"), ("infer_exported_onednn_sec_per_image",
-                                                                      "exported + oneDNN")):
+    images = 2 * result["batch_size"]  # A and B images per iteration
+    configured = "on" if result["reuse_fakes"] else "off"
+    lines = [f"{'Light' if m['light'] else 'Full'} model, img {m['img_size']}, ch {m['ch']}, n_res {m['n_res']}, "
+             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}); medians of "
+             f"{result['iters']} iterations after {result['warmup']} warm-up"
+             + (f" (`{command}`)" if command else "") + ":", "", "| measure | value |", "|---|---|"]
+    for setting in ("on", "off"):
+        seconds = result[f"train_sec_per_iter_reuse_{setting}"]
+        note = " (configured)" if setting == configured else ""
+        lines.append(f"| training, reuse_fakes {setting}{note} | {seconds:.3f} s/iteration, "
+                     f"{images / seconds:.2f} images/s |")
+    lines.append(f"| reuse_fakes speed-up (median of paired off/on) | {result['reuse_fakes_speedup']:.2f}x |")
+    lines.append(f"| generator inference, batch 1, eager | {result['infer_sec_per_image'] * 1000:.1f} ms/image |")
+    for key, label in (("infer_exported_sec_per_image", "exported"),
+                       ("infer_exported_onednn_sec_per_image", "exported + oneDNN")):
         if key in result:
             value = result[key]
-            text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value
-            lines.append(f"  {label}: {text}")
+            text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value.replace("|", "/")
+            lines.append(f"| generator inference, batch 1, {label} | {text} |")
     if "peak_rss_mb" in result:
-        lines.append(f"peak memory: {result['peak_rss_mb']:.0f} MiB resident (CPU, whole process)")
+        lines.append(f"| peak memory, training | {result['peak_rss_mb']:.0f} MiB resident (CPU, whole process) |")
     else:
-        lines.append(f"peak memory: {result['peak_gpu_mb']:.0f} MiB allocated on the GPU")
+        lines.append(f"| peak memory, training | {result['peak_gpu_mb']:.0f} MiB allocated on the GPU |")
     return "\n".join(lines)

@@ -42,7 +42,7 @@ from ..data import ImageFolderDataset, check_layout, iter_test_batches
 from ..formats.checkpoint import list_checkpoints
 from ..training.loop import Trainer
 from ..visualize import image_tile, save_png
-from .dataset import CUES, DomainScorer, make_demo_dataset
+from .dataset import CUES, MANIFEST, N_TEST, N_TRAIN, DomainScorer, make_demo_dataset
 
 __all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dataset", "load_at_size",
            "translate_folder", "score_table"]
@@ -50,7 +50,6 @@ __all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dat
 DEFAULT_CONFIG = "configs/demo.yaml"
 _REPO_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
 _MARKER = ".ugatit_demo"  # marks an output_dir as the demo's own (its old outputs may be replaced)
-_DEMO_MANIFEST = "demo_data.json"  # written by make_demo_dataset
 _GRID_IMAGES = 8  # images per domain on the before/after grids
 
 
@@ -111,7 +110,7 @@ def prepare_dataset(root: str | Path, size: int, n_train: int, n_test: int, seed
     demo images into someone's data.
     """
     root = Path(root)
-    manifest = root / _DEMO_MANIFEST
+    manifest = root / MANIFEST
     ours = manifest.is_file()
     empty = not root.exists() or (root.is_dir() and not any(root.iterdir()))
     if ours or empty:
@@ -232,8 +231,8 @@ def _grid(rows: Sequence[np.ndarray]) -> np.ndarray:
 def run_demo(
     config_path: str | Path | None = DEFAULT_CONFIG,
     overrides: Sequence[str] = (),
-    n_train: int = 400,
-    n_test: int = 50,
+    n_train: int = N_TRAIN,
+    n_test: int = N_TEST,
     data_seed: int = 0,
     time_limit: float | None = None,
     verbose: bool = True,
