@@ -167,8 +167,8 @@ class Trainer:
         self.interrupted = None
         last_saved = last_sampled = None
         self.model.set_train_mode(True)
-        report.start(self.iteration, end)
         try:
+            report.start(self.iteration, end)
             with signals:
                 if not self._stop_requested(signals, should_stop, before_first=True):
                     for real_A, real_B in zip(*loaders):
