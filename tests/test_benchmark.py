@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config
-from ugatit_paddle.benchmark import format_result, run_benchmark
+from ugatit_paddle.benchmark import format_markdown, run_benchmark
 from ugatit_paddle.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_run_benchmark_reports_every_figure(tmp_path):
+def test_run_benchmark_reports_every_figure(tmp_path, tiny_config):
     cfg = config_from_dict(tiny_config(tmp_path))
     result = run_benchmark(cfg, iters=1, warmup=1, exported=True)
     for key in ("train_sec_per_iter", "train_sec_per_iter_reuse_on", "train_sec_per_iter_reuse_off",
@@ -27,8 +26,12 @@ def test_run_benchmark_reports_every_figure(tmp_path):
     assert isinstance(result["infer_exported_sec_per_image"], float)  # plain Paddle Inference always works
     assert "infer_exported_onednn_sec_per_image" in result  # a time, or the reason it failed
     assert cfg.train.reuse_fakes is True  # the interleaving restored the setting
-    text = format_result(result)
-    assert "reuse_fakes on" in text and "peak memory" in text
+    table = format_markdown(result, "python tools/benchmark.py --iters 1").splitlines()
+    assert "(`python tools/benchmark.py --iters 1`)" in table[0] and table[2:4] == ["| measure | value |", "|---|---|"]
+    rows = {cells[0].strip(): cells[1].strip() for cells in (line.strip("|").split("|") for line in table[4:])}
+    assert rows["training, reuse_fakes on (configured)"].startswith(f"{result['train_sec_per_iter']:.3f} s/iteration")
+    assert rows["reuse_fakes speed-up (median of paired off/on)"] == f"{result['reuse_fakes_speedup']:.2f}x"
+    assert {"generator inference, batch 1, exported", "peak memory, training"} <= rows.keys()
 
 
 def test_tool_prints_one_json_line(tmp_path):
@@ -39,6 +42,15 @@ def test_tool_prints_one_json_line(tmp_path):
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert {"train_sec_per_iter", "infer_sec_per_image", "peak_rss_mb"} <= result.keys()
+
+
+def test_tool_prints_a_markdown_table_by_default():
+    args = ["-c", str(ROOT / "configs" / "demo.yaml"), "--iters", "1", "--warmup", "1", "--no-export"]
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert "--no-export`)" in lines[0] and lines[2] == "| measure | value |"
+    assert all(line.startswith("| ") and line.endswith(" |") for line in lines[4:]) and len(lines) == 9
 
 
 def test_tool_rejects_a_bad_config():

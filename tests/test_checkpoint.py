@@ -9,12 +9,13 @@ import numpy as np
 import paddle
 import pytest
 
-from ugatit_paddle import checkpoint
-from ugatit_paddle.checkpoint import CheckpointError
-from ugatit_paddle.models import ModelArgs, build_networks
-from ugatit_paddle.safe_pickle import UnsafePickleError
+from ugatit_paddle.formats import checkpoint
+from ugatit_paddle.formats.checkpoint import CheckpointError
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.models import build_networks
+from ugatit_paddle.formats.safe_pickle import UnsafePickleError
 
-ARGS = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+ARGS = ModelConfig(img_size=128, ch=8, n_res=2, light=True)
 
 
 def _save(path, args=ARGS):
@@ -25,7 +26,7 @@ def _save(path, args=ARGS):
 def test_round_trip_restores_every_weight(tmp_path):
     path, nets = _save(tmp_path / "m.pdparams")
     payload = checkpoint.load(path)
-    assert checkpoint.model_args_of(payload) == ARGS
+    assert checkpoint.model_config_of(payload) == ARGS
     fresh = build_networks(ARGS)
     checkpoint.load_networks(fresh, payload, str(path))
     for name, net in nets.items():
@@ -51,10 +52,10 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_mismatched_configuration_lists_keys_and_shapes(tmp_path):
     path, _ = _save(tmp_path / "light.pdparams")
-    full = build_networks(ModelArgs(img_size=128, ch=8, n_res=2, light=False))
+    full = build_networks(ModelConfig(img_size=128, ch=8, n_res=2, light=False))
     with pytest.raises(CheckpointError, match=r"light=True.*FC.0.weight' has shape \[32, 32\], expected \[32768, 32\]"):
         checkpoint.load_networks(full, checkpoint.load(path), str(path))
-    other_ch = build_networks(ModelArgs(img_size=128, ch=4, n_res=2, light=True))
+    other_ch = build_networks(ModelConfig(img_size=128, ch=4, n_res=2, light=True))
     with pytest.raises(CheckpointError, match="has shape"):
         checkpoint.load_networks(other_ch, checkpoint.load(path), str(path))
 
@@ -133,23 +134,22 @@ def test_weights_of_any_float_dtype_load_cast_to_the_model(tmp_path, capsys, sto
             np.testing.assert_array_equal(value.numpy(), states[name][key].astype(np.float32))
 
 
-def test_float32_checkpoint_loads_into_a_float64_trainer(tmp_path, capsys):
-    from conftest import tiny_config
-    from ugatit_paddle.trainer import Trainer
+def test_float32_checkpoint_loads_into_a_float64_trainer(tmp_path, capsys, tiny_config):
+    from ugatit_paddle.config import config_from_dict
+    from ugatit_paddle.training.ugatit import UGATIT
 
     path, _ = _save(tmp_path / "m.pdparams")
-    trainer = Trainer.from_dict(tiny_config(tmp_path, train={"float64": True}))
+    trainer = UGATIT(config_from_dict(tiny_config(tmp_path, train={"float64": True})))
     trainer.load_state(checkpoint.load(path), str(path))
     assert "stores float32 weights; loaded as float64" in capsys.readouterr().err
     assert {v.dtype for net in trainer.nets.values() for v in net.state_dict().values()} == {paddle.float64}
     real = paddle.uniform([1, 3, 128, 128], min=-1, max=1)
-    assert np.isfinite(trainer.train_step(real, real)["G/total"])
+    assert np.isfinite(trainer.step(real, real)["G/total"])
 
 
-def test_resume_from_a_halved_checkpoint(tmp_path, data_root, capsys):
+def test_resume_from_a_halved_checkpoint(tmp_path, data_root, capsys, tiny_config):
     """`--resume FILE` with a float16 weights-only checkpoint (a converted, halved official one)."""
-    from conftest import tiny_config
-    from ugatit_paddle.trainer import Trainer
+    from ugatit_paddle.training.loop import Trainer
 
     nets = build_networks(ARGS)
     half = {n: {k: v.numpy().astype(np.float16) for k, v in net.state_dict().items()} for n, net in nets.items()}

@@ -6,20 +6,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import tiny_config
-from ugatit_paddle import checkpoint
+from ugatit_paddle.formats import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _train(tmp_path: Path, data_root: Path, name: str, processes: int, batch: int, iterations: int,
-           resume: bool = False, **sections: dict) -> subprocess.CompletedProcess:
+def _train(tiny_config: Callable[..., dict], tmp_path: Path, data_root: Path, name: str, processes: int, batch: int,
+           iterations: int, resume: bool = False, **sections: dict) -> subprocess.CompletedProcess:
     """tools/train.py on the tiny model, directly (1 process) or through paddle.distributed.launch."""
     cfg = tiny_config(tmp_path / name, data={"root": str(data_root)},
                       train={"iterations": iterations, "batch_size": batch, "save_every": 100, "sample_every": 100,
@@ -48,11 +48,11 @@ def _state(output_dir: Path, iteration: int) -> tuple[dict[str, np.ndarray], dic
     return weights, moments
 
 
-def test_two_processes_batch_1_equal_one_process_batch_2_in_float64(tmp_path, data_root):
+def test_two_processes_batch_1_equal_one_process_batch_2_in_float64(tmp_path, data_root, tiny_config):
     """The data-parallel iteration is the batch-2 iteration: in float64 (`train.float64`), where no rounding
     flip gets amplified, every weight and buffer agrees within 1e-5 after 2 iterations (measured: 6.7e-14)."""
-    _train(tmp_path, data_root, "single", processes=1, batch=2, iterations=2, train={"float64": True})
-    _train(tmp_path, data_root, "dp", processes=2, batch=1, iterations=2, train={"float64": True})
+    _train(tiny_config, tmp_path, data_root, "single", processes=1, batch=2, iterations=2, train={"float64": True})
+    _train(tiny_config, tmp_path, data_root, "dp", processes=2, batch=1, iterations=2, train={"float64": True})
     (w1, m1), (w2, m2) = _state(tmp_path / "single" / "out", 2), _state(tmp_path / "dp" / "out", 2)
     assert w1.keys() == w2.keys() and len(w1) > 0 and all(w.dtype == np.float64 for w in w1.values())
     weight_diff = max(float(np.abs(w1[k] - w2[k]).max()) for k in w1)
@@ -61,7 +61,7 @@ def test_two_processes_batch_1_equal_one_process_batch_2_in_float64(tmp_path, da
     assert moment_diff <= 1e-9  # Adam's first moments: the gradients' mean over processes, not their sum
 
 
-def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root):
+def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root, tiny_config):
     """Same weights and Adam moments after 2 iterations (float32).
 
     The two runs compute the same sums in a different order (batch-2 GEMMs against two batch-1 GEMMs and an
@@ -73,8 +73,8 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root):
     instead of a mean would double them) within 1 % per parameter (measured: median 1e-6, worst 1e-3, the
     second iteration's gradients being taken at weights that may differ by such flips)."""
     iterations, lr = 2, 1e-4
-    _train(tmp_path, data_root, "single", processes=1, batch=2, iterations=iterations)
-    _train(tmp_path, data_root, "dp", processes=2, batch=1, iterations=iterations)
+    _train(tiny_config, tmp_path, data_root, "single", processes=1, batch=2, iterations=iterations)
+    _train(tiny_config, tmp_path, data_root, "dp", processes=2, batch=1, iterations=iterations)
     (w1, m1), (w2, m2) = _state(tmp_path / "single" / "out", 2), _state(tmp_path / "dp" / "out", 2)
     assert w1.keys() == w2.keys() and m1.keys() == m2.keys() and len(m1) > 0
     diffs = np.concatenate([np.abs(w1[k] - w2[k]).ravel() for k in w1])
@@ -90,6 +90,6 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root):
     assert (out / "samples" / "A2B_0000002.png").is_file() and (out / "config.yaml").is_file()
 
     # the 2-process checkpoint resumes in a single process (batch 2 keeps the global batch)
-    resumed = _train(tmp_path, data_root, "dp", processes=1, batch=2, iterations=3, resume=True)
+    resumed = _train(tiny_config, tmp_path, data_root, "dp", processes=1, batch=2, iterations=3, resume=True)
     assert "resumed from" in resumed.stdout
     assert [i for i, _ in checkpoint.list_checkpoints(out)][-1] == 3

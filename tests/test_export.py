@@ -14,10 +14,12 @@ import paddle
 import pytest
 from PIL import Image
 
-from ugatit_paddle import checkpoint
-from ugatit_paddle.export import INFO_FILE, ExportError, InferenceModel, export_checkpoint, model_files
-from ugatit_paddle.models import ModelArgs, build_networks
-from ugatit_paddle.translate import DygraphRunner, load_generators
+from ugatit_paddle.formats import checkpoint
+from ugatit_paddle.inference.export import INFO_FILE, ExportError, InferenceModel, export_checkpoint, model_files
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.models import build_networks
+from ugatit_paddle.formats.checkpoint import load_generators
+from ugatit_paddle.inference.translate import DygraphRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +31,7 @@ def _tool(name: str):
     return module
 
 
-def _checkpoint(path: Path, args: ModelArgs) -> Path:
+def _checkpoint(path: Path, args: ModelConfig) -> Path:
     paddle.seed(2)
     nets = build_networks(args, ("genA2B", "genB2A"))
     return checkpoint.save_model(path, args, {n: net.state_dict() for n, net in nets.items()})
@@ -37,7 +39,7 @@ def _checkpoint(path: Path, args: ModelArgs) -> Path:
 
 @pytest.fixture(scope="module")
 def light_ckpt(tmp_path_factory) -> Path:
-    args = ModelArgs(img_size=128, ch=8, n_res=1, light=True)
+    args = ModelConfig(img_size=128, ch=8, n_res=1, light=True)
     return _checkpoint(tmp_path_factory.mktemp("ckpt") / "light.pdparams", args)
 
 
@@ -47,7 +49,7 @@ def _max_diffs(a, b) -> list[float]:
 
 @pytest.mark.parametrize("light", [True, False])
 def test_inference_model_matches_dygraph(tmp_path, light, light_ckpt):
-    ckpt = light_ckpt if light else _checkpoint(tmp_path / "full.pdparams", ModelArgs(img_size=128, ch=8, n_res=2))
+    ckpt = light_ckpt if light else _checkpoint(tmp_path / "full.pdparams", ModelConfig(img_size=128, ch=8, n_res=2))
     out = export_checkpoint(ckpt, tmp_path / "exported", direction="B2A")
     _, _, info = model_files(out)
     assert info["direction"] == "B2A" and info["generator"] == "genB2A" and info["img_size"] == 128
@@ -68,7 +70,7 @@ def test_inference_model_matches_dygraph(tmp_path, light, light_ckpt):
 def test_onednn_inference_matches_dygraph(tmp_path, light, light_ckpt):
     """Paddle 3.x oneDNN cannot run `nearest_interp` (its `scale` attribute is an array of doubles); the exported
     graph has none, and the oneDNN predictor agrees with the generator."""
-    ckpt = light_ckpt if light else _checkpoint(tmp_path / "full.pdparams", ModelArgs(img_size=128, ch=8, n_res=2))
+    ckpt = light_ckpt if light else _checkpoint(tmp_path / "full.pdparams", ModelConfig(img_size=128, ch=8, n_res=2))
     out = export_checkpoint(ckpt, tmp_path / "exported")
     program, _, _ = model_files(out)
     assert "nearest_interp" not in program.read_text(errors="replace")
@@ -134,7 +136,7 @@ def test_bad_inference_model_folders(tmp_path, light_ckpt, capsys):
                          "--output", str(tmp_path / "o")]) == 1
     assert "translates A2B, not B2A" in capsys.readouterr().err
     export = _tool("export_model")
-    only_a2b = checkpoint.save_model(tmp_path / "only.pdparams", ModelArgs(img_size=128, ch=8, n_res=1, light=True),
+    only_a2b = checkpoint.save_model(tmp_path / "only.pdparams", ModelConfig(img_size=128, ch=8, n_res=1, light=True),
                                      {"genA2B": checkpoint.load(light_ckpt)["networks"]["genA2B"]})
     assert export.main(["--checkpoint", str(only_a2b), "--output", str(tmp_path / "x"), "--direction", "B2A"]) == 1
     assert "has no weights for genB2A" in capsys.readouterr().err

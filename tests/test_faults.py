@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle import checkpoint
+from ugatit_paddle.formats import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(ROOT / "tools" / "train.py")]
@@ -65,7 +65,7 @@ def test_signal_saves_a_checkpoint_and_resume_is_exact(tmp_path, data_root, sig,
 KILLED_WRITER = """
 import sys, numpy as np
 sys.path.insert(0, {root!r})
-from ugatit_paddle import checkpoint
+from ugatit_paddle.formats import checkpoint
 payload = {{"format": "ugatit_paddle", "version": 1, "big": np.ones(200_000_000, np.float32)}}
 print("writing", flush=True)
 checkpoint.save(payload, checkpoint.checkpoint_path({out!r}, 3))

@@ -83,10 +83,10 @@ def test_float64_path_computes_in_float64():
     bundle = ROOT.parent / "shared" / "fixtures" / "official" / "full_112_ch4_f64"
     if not (bundle / "reference.json").is_file():
         pytest.skip(f"golden parity bundle {bundle} not present (only in the project's shared fixtures)")
-    from ugatit_paddle.convert import from_official
+    from ugatit_paddle.formats.official import from_official
     from ugatit_paddle.parity.bundles import project_trainer
     from ugatit_paddle.parity.official_torch import Recipe
-    from ugatit_paddle.torch_format import load_torch
+    from ugatit_paddle.formats.torch_pickle import load_torch
 
     args, states, _ = from_official(load_torch(bundle / "init_params.pt"), img_size=112)
     trainer = project_trainer(args, states, Recipe(), 1, 3, "float64", "init_params.pt")

@@ -29,7 +29,7 @@ from ugatit_paddle.metrics.inception import (
     resize_for_inception,
     to_network_input,
 )
-from ugatit_paddle.torch_format import save_torch
+from ugatit_paddle.formats.torch_writer import save_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "eval_kid.py"

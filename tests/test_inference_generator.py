@@ -7,8 +7,9 @@ import numpy as np
 import paddle
 import pytest
 
-from ugatit_paddle.models import Generator, InferenceGenerator
-from ugatit_paddle.models.inference_generator import edge_pad1, iln, reflection_pad, upsample_conv3x3
+from ugatit_paddle.inference.inference_generator import InferenceGenerator
+from ugatit_paddle.models import Generator
+from ugatit_paddle.inference.inference_generator import edge_pad1, iln, reflection_pad, upsample_conv3x3
 from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d
 from ugatit_paddle.models.norms import ILN, AdaILN
 

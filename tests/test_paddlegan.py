@@ -13,17 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle import checkpoint
+from ugatit_paddle.formats import checkpoint
 from ugatit_paddle.parity.foreign import bundle_source, paddlegan_bundle_parity
 from ugatit_paddle.formats.paddlegan import PaddleGANError, convert_file, from_paddlegan, load_file
-from ugatit_paddle.models import NETWORKS, ModelArgs, build_networks
-from ugatit_paddle.safe_pickle import UnsafePickleError
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.models import NETWORKS, build_networks
+from ugatit_paddle.formats.safe_pickle import UnsafePickleError
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT.parent / "shared" / "fixtures" / "paddlegan" / "light_96_ch8"
 
 
-def _states(args: ModelArgs) -> dict[str, dict[str, np.ndarray]]:
+def _states(args: ModelConfig) -> dict[str, dict[str, np.ndarray]]:
     return {name: {k: v.numpy() for k, v in net.state_dict().items()} for name, net in build_networks(args).items()}
 
 
@@ -43,7 +44,7 @@ def _paddlegan_layout(states: dict, scale: float = 1.0, bias: float = 0.0, n_res
 
 @pytest.mark.parametrize("protocol,name_table,light", [(2, False, True), (4, True, True), (4, True, False)])
 def test_weight_files_round_trip(tmp_path, protocol, name_table, light):
-    args = ModelArgs(img_size=128, ch=4, n_res=2, light=light)
+    args = ModelConfig(img_size=128, ch=4, n_res=2, light=light)
     states = _states(args)
     payload = _paddlegan_layout(states)
     if name_table:
@@ -61,7 +62,7 @@ def test_weight_files_round_trip(tmp_path, protocol, name_table, light):
 
 
 def test_checkpoint_files_and_the_instance_norm_check(tmp_path):
-    args = ModelArgs(img_size=128, ch=4, n_res=2, light=True)
+    args = ModelConfig(img_size=128, ch=4, n_res=2, light=True)
     payload = _paddlegan_layout(_states(args))
     payload.update(epoch=7, optimG={"linear_0.w_0_moment1_0": np.zeros((16, 1), np.float32),
                                     "LR_Scheduler": {"last_epoch": 7, "last_lr": 1e-4}}, optimD={})
@@ -141,7 +142,7 @@ def test_shared_paddlegan_bundle_through_the_command_line(tmp_path):
     assert len(rows) == 19 and all(r.ok for r in rows), [r for r in rows if not r.ok]
     # the converted file drives the official-variant networks exactly like the parity check
     payload = checkpoint.load(out)
-    nets = build_networks(checkpoint.model_args_of(payload), ("genA2B",))
+    nets = build_networks(checkpoint.model_config_of(payload), ("genA2B",))
     checkpoint.load_networks(nets, payload, str(out), required=("genA2B",))
     import paddle
 

@@ -124,10 +124,10 @@ def test_tool_recognises_tf_and_paddlegan_bundles(bundle):
 
 
 def test_float32_generator_is_close_to_float64():
-    from ugatit_paddle.models import ModelArgs
+    from ugatit_paddle.config import ModelConfig
     from ugatit_paddle.parity import precision_check
 
-    report = precision_check(ModelArgs(img_size=128, ch=8, n_res=1, light=False))
+    report = precision_check(ModelConfig(img_size=128, ch=8, n_res=1, light=False))
     assert [r.network for r in report.rows[::3]] == ["paddle", "exported", "exported+onednn"]
     assert all(r.value < 2e-5 for r in report.rows), format_table(report.rows)
 
@@ -173,7 +173,7 @@ def _record_float64_bundle(folder: Path, img_size: int, ch: int, n_res: int, lig
                            steps: int) -> Path:
     """A parity bundle in the fixtures' format, recorded with the official networks and iteration in float64."""
     from ugatit_paddle.parity.official_torch import OfficialTraining, Recipe
-    from ugatit_paddle.torch_format import save_torch
+    from ugatit_paddle.formats.torch_writer import save_torch
 
     folder.mkdir()
     official = OfficialTraining(TORCH_SRC, img_size, ch, n_res, light, dtype="float64", seed=11)

@@ -10,7 +10,6 @@ from pathlib import Path
 import paddle
 import pytest
 
-from conftest import tiny_config
 from ugatit_paddle import runtime
 from ugatit_paddle.config import ConfigError
 
@@ -65,8 +64,9 @@ def test_tools_configure_the_cpu_before_importing_paddle(tool):
 
 
 @pytest.mark.skipif(ON_GPU, reason="AMP is available on this GPU machine")
-def test_amp_on_cpu_is_refused(tmp_path):
-    from ugatit_paddle.trainer import AmpUnavailableError, Trainer
+def test_amp_on_cpu_is_refused(tmp_path, tiny_config):
+    from ugatit_paddle.training.loop import Trainer
+    from ugatit_paddle.training.ugatit import AmpUnavailableError
 
     with pytest.raises(AmpUnavailableError, match="train.amp=true needs a GPU"):
         Trainer.from_dict(tiny_config(tmp_path, train={"amp": True}))

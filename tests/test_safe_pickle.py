@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle.safe_pickle import (
+from ugatit_paddle.formats.safe_pickle import (
     CheckpointFormatError,
     RestrictedUnpickler,
     SafeCallable,
@@ -31,27 +31,10 @@ def _str(text: str) -> bytes:
     return b"X" + struct.pack("<I", len(data)) + data
 
 
-def _assert_same(a: object, b: object, path: str = "obj") -> None:
-    """Exact structural equality; ndarrays compared by dtype, shape and value."""
-    assert type(a) is type(b), (path, type(a), type(b))
-    if isinstance(b, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), path
-    elif isinstance(b, dict):
-        assert list(a) == list(b), path
-        for k in b:
-            _assert_same(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(b, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
-
-
 # --------------------------------------------------------------------------- paddle.save files
 
 
-def test_layer_state_dict_round_trip(tmp_path: Path) -> None:
+def test_layer_state_dict_round_trip(tmp_path: Path, assert_same) -> None:
     paddle = pytest.importorskip("paddle")
     paddle.seed(0)
     net = paddle.nn.Sequential(paddle.nn.Conv2D(2, 3, 3), paddle.nn.BatchNorm2D(3),
@@ -59,7 +42,7 @@ def test_layer_state_dict_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "net.pdparams"
     paddle.save(net.state_dict(), str(path))
     loaded = load_paddle_file(path)
-    _assert_same(loaded, paddle.load(str(path), return_numpy=True))
+    assert_same(loaded, paddle.load(str(path), return_numpy=True))
     assert list(loaded) == list(net.state_dict())
     for name, value in net.state_dict().items():
         assert loaded[name].dtype == np.float32
@@ -68,7 +51,7 @@ def test_layer_state_dict_round_trip(tmp_path: Path) -> None:
     assert set(with_table["StructuredToParameterName@@"]) == set(net.state_dict())
 
 
-def test_optimizer_state_dict_round_trip(tmp_path: Path) -> None:
+def test_optimizer_state_dict_round_trip(tmp_path: Path, assert_same) -> None:
     paddle = pytest.importorskip("paddle")
     paddle.seed(0)
     net = paddle.nn.Linear(3, 4)
@@ -81,7 +64,7 @@ def test_optimizer_state_dict_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "net.pdopt"
     paddle.save(state, str(path))
     loaded = load_paddle_file(path)
-    _assert_same(loaded, paddle.load(str(path), return_numpy=True))
+    assert_same(loaded, paddle.load(str(path), return_numpy=True))
     assert loaded["LR_Scheduler"] == state["LR_Scheduler"]
     for name, value in state.items():
         if name != "LR_Scheduler":
@@ -92,13 +75,13 @@ def test_optimizer_state_dict_round_trip(tmp_path: Path) -> None:
     state["master_weights"] = {p.name: p.astype("float32") for p in net.parameters()}
     paddle.save(state, str(path))
     loaded = load_paddle_file(path)
-    _assert_same(loaded, paddle.load(str(path), return_numpy=True))
+    assert_same(loaded, paddle.load(str(path), return_numpy=True))
     for p in net.parameters():
         np.testing.assert_array_equal(loaded["master_weights"][p.name], p.numpy())
     assert loaded["LR_Scheduler"] == state["LR_Scheduler"]
 
 
-def test_mixed_object_round_trip(tmp_path: Path) -> None:
+def test_mixed_object_round_trip(tmp_path: Path, assert_same) -> None:
     paddle = pytest.importorskip("paddle")
     rng = np.random.default_rng(0).integers(0, 10, size=5)
     obj = {"a": {"b": paddle.to_tensor([1.0, 2.0])}, "step": 3, "rng": rng, "name": "x",
@@ -106,13 +89,13 @@ def test_mixed_object_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "mixed.pd"
     paddle.save(obj, str(path))
     loaded = load_paddle_file(path)
-    _assert_same(loaded, paddle.load(str(path), return_numpy=True))
-    _assert_same(loaded, {"a": {"b": np.array([1.0, 2.0], np.float32)}, "step": 3, "rng": rng,
+    assert_same(loaded, paddle.load(str(path), return_numpy=True))
+    assert_same(loaded, {"a": {"b": np.array([1.0, 2.0], np.float32)}, "step": 3, "rng": rng,
                           "name": "x", "f": 0.5, "lst": [1, 2]})
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4])
-def test_other_paddle_encodings(tmp_path: Path, protocol: int) -> None:
+def test_other_paddle_encodings(tmp_path: Path, protocol: int, assert_same) -> None:
     paddle = pytest.importorskip("paddle")
     t = paddle.to_tensor([[1, 2], [3, 4]], dtype="int64")
     cases = {
@@ -126,8 +109,8 @@ def test_other_paddle_encodings(tmp_path: Path, protocol: int) -> None:
         path = tmp_path / f"{name}.pd"
         paddle.save(obj, str(path), protocol=protocol)
         loaded = load_paddle_file(path)
-        _assert_same(loaded, expected, name)
-        _assert_same(loaded, paddle.load(str(path), return_numpy=True), name)
+        assert_same(loaded, expected, path=name)
+        assert_same(loaded, paddle.load(str(path), return_numpy=True), path=name)
 
 
 def test_big_param_slices_are_reassembled(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ import paddle
 import pytest
 
 from tensorbundle_writer import tf_ugatit_variables, write_bundle
-from ugatit_paddle import checkpoint
+from ugatit_paddle.formats import checkpoint
 from ugatit_paddle.config import ConfigError, config_from_dict
 from ugatit_paddle.parity.foreign import TF_LIMIT, bundle_source, tf_bundle_parity
 from ugatit_paddle.formats import tf as tfconv
 from ugatit_paddle.formats.tf import TFConversionError, from_tf_checkpoint
-from ugatit_paddle.models import ModelArgs, build_networks, make_variant, output_size
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.models import build_networks, make_variant, output_size
 from ugatit_paddle.models.discriminator import heatmap_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------------------------------ the networks
 def test_tf_variant_networks_have_the_tf_parameters_and_sizes():
-    args = ModelArgs(img_size=64, ch=4, n_res=2, light=True, global_layers=5, local_layers=3, variant="tf")
+    args = ModelConfig(img_size=64, ch=4, n_res=2, light=True, global_layers=5, local_layers=3, variant="tf")
     nets = build_networks(args)
     gen = nets["genA2B"].state_dict()
     assert "cam_fc.bias" in gen and "gap_fc.weight" not in gen and "DownBlock.2.scale" in gen
@@ -109,7 +110,7 @@ def test_settings_are_inferred_from_synthetic_checkpoints(tmp_path, light, img_s
     prefix = write_bundle(tmp_path / "ckpt" / "UGATIT.model-5", variables)
     args, states, notes = from_tf_checkpoint(prefix, img_size=img_size if light else None)
     local = max(n_dis - 3, 1) + 2
-    assert args == ModelArgs(img_size, ch, n_res, light, n_dis + 1, local, "tf", True, sn)
+    assert args == ModelConfig(img_size, ch, n_res, light, n_dis + 1, local, "tf", True, sn)
     assert set(states) == {"genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"}
     assert any("optimiser variables" in n for n in notes) and any("assuming the official default" in n for n in notes)
     nets = build_networks(args)  # every converted state fits exactly
@@ -205,9 +206,9 @@ def test_refusals_name_the_problem(tmp_path):
 
 
 def test_converted_tf_model_exports_and_fine_tunes(tmp_path, data_root):
-    from ugatit_paddle.export import InferenceModel, export_checkpoint
-    from ugatit_paddle.trainer import Trainer
-    from ugatit_paddle.translate import load_generators
+    from ugatit_paddle.inference.export import InferenceModel, export_checkpoint
+    from ugatit_paddle.training.loop import Trainer
+    from ugatit_paddle.formats.checkpoint import load_generators
 
     ckpt = tmp_path / "tf.pdparams"
     prefix = write_bundle(tmp_path / "tf" / "m", tf_ugatit_variables(False, 64, 4, 1, 4, True, seed=3))
@@ -229,7 +230,7 @@ def test_converted_tf_model_exports_and_fine_tunes(tmp_path, data_root):
     trainer.train(resume=str(ckpt), stop_after=1)
     assert trainer.iteration == 1  # weights-only file: a new optimiser from iteration 0
     before = checkpoint.load(ckpt)["networks"]["genA2B"]["FC.0.weight"]
-    after = trainer.nets["genA2B"].state_dict()["FC.0.weight"].numpy()
+    after = trainer.model.nets["genA2B"].state_dict()["FC.0.weight"].numpy()
     assert 0 < np.abs(after - before).max() < 1e-2
     wrong = Trainer.from_dict({**cfg, "model": {**model, "variant": "official"}, "output_dir": str(tmp_path / "w")})
     with pytest.raises(checkpoint.CheckpointError, match="variant='tf'"):
@@ -246,7 +247,7 @@ def test_shared_tf_bundles_through_the_command_line(tmp_path, tf_bundle):
     assert f"img_size {config['img_size']}, ch {config['ch']}, n_res 4, n_dis {config['n_dis']}" in run.stdout
     assert "assuming the official default, on" in run.stdout and "skipped" in run.stdout
     payload = checkpoint.load(out)
-    args = checkpoint.model_args_of(payload)
+    args = checkpoint.model_config_of(payload)
     nets = build_networks(args)
     checkpoint.load_networks(nets, payload, str(out))
     batch, ref = np.load(tf_bundle / "batch.npz"), np.load(tf_bundle / "outputs.npz")

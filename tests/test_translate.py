@@ -12,16 +12,17 @@ import paddle
 import pytest
 from PIL import Image
 
-from ugatit_paddle import checkpoint
-from ugatit_paddle.convert import convert_file, to_official
+from ugatit_paddle.formats import checkpoint
+from ugatit_paddle.formats.official import convert_file, to_official
 from ugatit_paddle.data import load_rgb
-from ugatit_paddle.demo_data import make_demo_dataset
-from ugatit_paddle.models import ModelArgs, build_networks
-from ugatit_paddle.torch_format import save_torch
-from ugatit_paddle.translate import Translator, collect_inputs, output_names
+from ugatit_paddle.demo.dataset import make_demo_dataset
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.formats.torch_writer import save_torch
+from ugatit_paddle.models import build_networks
+from ugatit_paddle.inference.translate import Translator, collect_inputs, output_names
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ModelArgs(img_size=128, ch=8, n_res=1, light=True)
+ARGS = ModelConfig(img_size=128, ch=8, n_res=1, light=True)
 S = ARGS.img_size
 
 

@@ -6,7 +6,8 @@
 
 Reports seconds per training iteration with train.reuse_fakes on and off (interleaved, same networks) and
 their ratio, images per second, generator inference latency (eager, and exported to Paddle Inference with
-and without oneDNN) and the peak memory (resident set on CPU, allocator peak on GPU). --json prints one line.
+and without oneDNN) and the peak memory (resident set on CPU, allocator peak on GPU), as a Markdown table
+(the default, --markdown; ready to paste into the README with the command that made it) or one JSON line (--json).
 --profile instead prints paddle.profiler's summary of --iters training iterations: where the time goes, op by op.
 CPU defaults (threads, MKL path, allocator) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 2 bad configuration.
@@ -14,6 +15,7 @@ Exit status: 0 done, 2 bad configuration.
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
+from ugatit_paddle.benchmark import format_markdown, profile_training, run_benchmark  # noqa: E402
 from ugatit_paddle.config import ConfigError, load_config  # noqa: E402
 
 
@@ -34,7 +37,9 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per setting (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
     parser.add_argument("--no-export", action="store_true", help="skip the exported-model (Paddle Inference) timing")
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--markdown", action="store_true", help="print a Markdown table (the default)")
+    output.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     parser.add_argument("--profile", action="store_true",
                         help="print paddle.profiler's operator summary of --iters training iterations instead")
     a = parser.parse_args()
@@ -42,8 +47,6 @@ def main() -> int:
         parser.error("--iters must be >= 1 and --warmup >= 0")
     try:
         cfg = load_config(a.config, a.override)
-        from ugatit_paddle.benchmark import format_result, profile_training, run_benchmark
-
         if a.profile:
             profile_training(cfg, iters=a.iters, warmup=a.warmup)
             return 0
@@ -51,7 +54,8 @@ def main() -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if a.json else format_result(result))
+    command = shlex.join(["python", "tools/benchmark.py", *sys.argv[1:]])
+    print(json.dumps(result) if a.json else format_markdown(result, command))
     return 0
 
 

@@ -17,7 +17,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.convert import FLOAT_DTYPES, convert_file, export_official_file
+from ugatit_paddle.formats.official import FLOAT_DTYPES, convert_file, export_official_file
 from ugatit_paddle.models import NETWORKS
 
 

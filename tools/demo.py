@@ -23,11 +23,12 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.checkpoint import CheckpointError
+from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError
 from ugatit_paddle.data import DataError
 from ugatit_paddle.demo import DEFAULT_CONFIG, DemoError, run_demo
-from ugatit_paddle.trainer import NonFiniteLossError
+from ugatit_paddle.demo.dataset import N_TEST, N_TRAIN
+from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 
 def main() -> int:
@@ -35,10 +36,10 @@ def main() -> int:
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. -o train.iterations=100 (repeatable)")
-    parser.add_argument("--n-train", type=int, default=400, metavar="N",
-                        help="generated training images per domain (default 400)")
-    parser.add_argument("--n-test", type=int, default=50, metavar="N",
-                        help="generated held-out test images per domain (default 50)")
+    parser.add_argument("--n-train", type=int, default=N_TRAIN, metavar="N",
+                        help=f"generated training images per domain (default {N_TRAIN})")
+    parser.add_argument("--n-test", type=int, default=N_TEST, metavar="N",
+                        help=f"generated held-out test images per domain (default {N_TEST})")
     parser.add_argument("--data-seed", type=int, default=0, metavar="S", help="seed of the generated dataset")
     parser.add_argument("--time-limit", type=float, default=540.0, metavar="SECONDS",
                         help="stop training after this long even if train.iterations is not reached "

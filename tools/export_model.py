@@ -20,9 +20,9 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.checkpoint import CheckpointError
-from ugatit_paddle.export import export_checkpoint, model_files
-from ugatit_paddle.translate import DIRECTIONS
+from ugatit_paddle.formats.checkpoint import CheckpointError
+from ugatit_paddle.inference.export import export_checkpoint, model_files
+from ugatit_paddle.models import DIRECTIONS
 
 
 def main(argv: list[str] | None = None) -> int:

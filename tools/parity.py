@@ -34,7 +34,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 configure_cpu()
 
 from ugatit_paddle import parity  # noqa: E402
-from ugatit_paddle.models import ModelArgs  # noqa: E402
+from ugatit_paddle.config import ModelConfig  # noqa: E402
 
 
 def main() -> int:
@@ -75,7 +75,7 @@ def main() -> int:
         parser.error("--steps must be >= 0")
     try:
         if a.precision:
-            args = ModelArgs(img_size=a.img_size or 256, ch=a.ch, n_res=a.n_res, light=a.light)
+            args = ModelConfig(img_size=a.img_size or 256, ch=a.ch, n_res=a.n_res, light=a.light)
             report = parity.precision_check(args, torch_src=a.torch_src)
         elif a.bundle and a.official_rerun:
             if not a.torch_src:

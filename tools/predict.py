@@ -24,9 +24,9 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.checkpoint import CheckpointError
-from ugatit_paddle.export import ExportError
-from ugatit_paddle.translate import DIRECTIONS, InputError, Translator, collect_inputs, translate_files
+from ugatit_paddle.formats.checkpoint import CheckpointError
+from ugatit_paddle.inference.export import ExportError
+from ugatit_paddle.inference.translate import DIRECTIONS, InputError, Translator, collect_inputs, translate_files
 
 FORMATS = ("png", "jpg", "webp", "bmp")
 

@@ -22,10 +22,10 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
+from ugatit_paddle.formats.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
-from ugatit_paddle.translate import STRIPS_DIR, translate_test_set
+from ugatit_paddle.inference.translate import STRIPS_DIR, translate_test_set
 
 
 def main(argv: list[str] | None = None) -> int:

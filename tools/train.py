@@ -24,10 +24,11 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.checkpoint import CheckpointError
+from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
-from ugatit_paddle.trainer import NonFiniteLossError, Trainer
+from ugatit_paddle.training.loop import Trainer
+from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 
 def main() -> int:

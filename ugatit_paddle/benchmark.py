@@ -7,7 +7,7 @@
   off/on over the pairs of neighbouring iterations ("off" is the official iteration: fakes recomputed for
   the G step, D backward through the generators);
 - generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, and through
-  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.export`) with and without oneDNN;
+  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.inference.export`) with and without oneDNN;
 - peak memory of training with the configured `train.reuse_fakes`: the process's peak resident set size
   on CPU (`resource.getrusage`), the allocator's peak on GPU; read after the warm-up iterations of that
   setting alone, before anything else runs.
@@ -34,7 +34,8 @@ import numpy as np
 import paddle
 
 from .config import Config
-from .trainer import Trainer
+from .inference.export import InferenceModel, export_generator
+from .training.ugatit import UGATIT
 
 
 def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
@@ -65,26 +66,26 @@ def _seconds(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def time_training(trainer: Trainer, real_A: paddle.Tensor, real_B: paddle.Tensor, iters: int,
+def time_training(model: UGATIT, real_A: paddle.Tensor, real_B: paddle.Tensor, iters: int,
                   warmup: int) -> tuple[dict[str, list[float]], tuple[str, float]]:
-    """Seconds of each timed `train_step`, keyed "on"/"off" for `train.reuse_fakes` (alternating the two after
+    """Seconds of each timed `model.step`, keyed "on"/"off" for `train.reuse_fakes` (alternating the two after
     `warmup` iterations of each), and the peak memory after the warm-up of the configured setting."""
-    settings = trainer.cfg.train
+    settings = model.cfg.train
     original = settings.reuse_fakes
     configured, other = ("on", "off") if original else ("off", "on")
     times: dict[str, list[float]] = {"on": [], "off": []}
-    trainer.set_train_mode(True)
+    model.set_train_mode(True)
     try:
         for key in (configured, other):
             settings.reuse_fakes = key == "on"
             for _ in range(max(1, warmup)):
-                trainer.train_step(real_A, real_B)
+                model.step(real_A, real_B)
             if key == configured:
                 memory = peak_memory_mb()
         for i in range(iters):
             for key in ("on", "off") if i % 2 == 0 else ("off", "on"):
                 settings.reuse_fakes = key == "on"
-                times[key].append(_seconds(lambda: trainer.train_step(real_A, real_B)))
+                times[key].append(_seconds(lambda: model.step(real_A, real_B)))
     finally:
         settings.reuse_fakes = original
     return times, memory
@@ -112,10 +113,6 @@ def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np
                             warmup: int) -> dict[str, float | str]:
     """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn");
     a value is the reason instead when that path is not available."""
-    try:
-        from .export import InferenceModel, export_generator
-    except ImportError as e:  # the export module is optional for the benchmark
-        return {"exported": f"unavailable: {e}", "exported_onednn": f"unavailable: {e}"}
     results: dict[str, float | str] = {}
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # as many as eager Paddle (Inference's default is 1)
     with tempfile.TemporaryDirectory() as folder, _native_stdout_silenced():
@@ -153,14 +150,14 @@ def _native_stdout_silenced() -> Iterator[None]:
 def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool = True) -> dict[str, Any]:
     """Measure `cfg`'s model (see the module docstring); returns a flat dict of figures."""
     t = cfg.train
-    trainer = Trainer(cfg)
+    model = UGATIT(cfg)
     real_A = synthetic_images(t.batch_size, cfg.model.img_size, seed=1)
     real_B = synthetic_images(t.batch_size, cfg.model.img_size, seed=2)
-    times, (memory_kind, memory_mb) = time_training(trainer, real_A, real_B, iters, warmup)
+    times, (memory_kind, memory_mb) = time_training(model, real_A, real_B, iters, warmup)
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
     train = on if t.reuse_fakes else off
 
-    generator = trainer.nets["genA2B"]
+    generator = model.nets["genA2B"]
     one = real_A[:1]
     result: dict[str, Any] = {
         "device": paddle.device.get_device(),
@@ -190,44 +187,50 @@ def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
     its "Operator Summary" lists each forward op and gradient node by total time."""
     import paddle.profiler as profiler
 
-    trainer = Trainer(cfg)
+    model = UGATIT(cfg)
     real_A = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=1)
     real_B = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=2)
-    trainer.set_train_mode(True)
+    model.set_train_mode(True)
     for _ in range(warmup):
-        trainer.train_step(real_A, real_B)
+        model.step(real_A, real_B)
     targets = [profiler.ProfilerTarget.CPU]
     if paddle.device.get_device().startswith("gpu"):
         targets.append(profiler.ProfilerTarget.GPU)
     prof = profiler.Profiler(targets=targets)
     prof.start()
     for _ in range(iters):
-        trainer.train_step(real_A, real_B)
+        model.step(real_A, real_B)
         _synchronize()
         prof.step()
     prof.stop()
     prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
 
 
-def format_result(result: dict[str, Any]) -> str:
-    """Readable multi-line report of a `run_benchmark` result."""
+def format_markdown(result: dict[str, Any], command: str | None = None) -> str:
+    """A `run_benchmark` result as a Markdown table (for the README), under a line naming the setting and, if
+    given, the `command` that reproduces it."""
     m = result["model"]
-    lines = [f"model: {'light' if m['light'] else 'full'}, img {m['img_size']}, ch {m['ch']}, n_res {m['n_res']}, "
-             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}); "
-             f"medians of {result['iters']} iterations after {result['warmup']} warm-up"]
-    lines.append(f"training:  {result['train_sec_per_iter']:.3f} s/iteration, "
-                 f"{result['train_images_per_sec']:.2f} images/s (reuse_fakes={str(result['reuse_fakes']).lower()})")
-    lines.append(f"  reuse_fakes on {result['train_sec_per_iter_reuse_on']:.3f} s, off "
-                 f"{result['train_sec_per_iter_reuse_off']:.3f} s: on is {result['reuse_fakes_speedup']:.2f}x faster")
-    lines.append(f"inference (generator, batch 1): eager {result['infer_sec_per_image'] * 1000:.1f} ms/image")
-    for key, label in (("infer_exported_sec_per_image", "exported"), ("infer_exported_onednn_sec_per_image",
-                                                                      "exported + oneDNN")):
+    images = 2 * result["batch_size"]  # A and B images per iteration
+    configured = "on" if result["reuse_fakes"] else "off"
+    lines = [f"{'Light' if m['light'] else 'Full'} model, img {m['img_size']}, ch {m['ch']}, n_res {m['n_res']}, "
+             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}); medians of "
+             f"{result['iters']} iterations after {result['warmup']} warm-up"
+             + (f" (`{command}`)" if command else "") + ":", "", "| measure | value |", "|---|---|"]
+    for setting in ("on", "off"):
+        seconds = result[f"train_sec_per_iter_reuse_{setting}"]
+        note = " (configured)" if setting == configured else ""
+        lines.append(f"| training, reuse_fakes {setting}{note} | {seconds:.3f} s/iteration, "
+                     f"{images / seconds:.2f} images/s |")
+    lines.append(f"| reuse_fakes speed-up (median of paired off/on) | {result['reuse_fakes_speedup']:.2f}x |")
+    lines.append(f"| generator inference, batch 1, eager | {result['infer_sec_per_image'] * 1000:.1f} ms/image |")
+    for key, label in (("infer_exported_sec_per_image", "exported"),
+                       ("infer_exported_onednn_sec_per_image", "exported + oneDNN")):
         if key in result:
             value = result[key]
-            text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value
-            lines.append(f"  {label}: {text}")
+            text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value.replace("|", "/")
+            lines.append(f"| generator inference, batch 1, {label} | {text} |")
     if "peak_rss_mb" in result:
-        lines.append(f"peak memory: {result['peak_rss_mb']:.0f} MiB resident (CPU, whole process)")
+        lines.append(f"| peak memory, training | {result['peak_rss_mb']:.0f} MiB resident (CPU, whole process) |")
     else:
-        lines.append(f"peak memory: {result['peak_gpu_mb']:.0f} MiB allocated on the GPU")
+        lines.append(f"| peak memory, training | {result['peak_gpu_mb']:.0f} MiB allocated on the GPU |")
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from .models import check_model_config
+
 __all__ = [
     "ConfigError",
     "ModelConfig",
@@ -41,7 +43,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Generator / discriminator architecture."""
+    """Generator / discriminator architecture: what fixes the shapes of the six networks (stored in every
+    checkpoint and exported model)."""
 
     img_size: int = 256  # square training and test resolution
     ch: int = 64  # channels after the first generator / discriminator convolution
@@ -331,21 +334,9 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(errors[0])
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    from ugatit_paddle.models import check_model_args  # deferred: imports paddle
-
     m = cfg.model
     try:
-        check_model_args(
-            img_size=m.img_size,
-            ch=m.ch,
-            n_res=m.n_res,
-            light=m.light,
-            global_layers=m.global_layers,
-            local_layers=m.local_layers,
-            variant=m.variant,
-            tf_smoothing=m.tf_smoothing,
-            tf_sn=m.tf_sn,
-        )
+        check_model_config(m)
     except ValueError as exc:
         settings = ", ".join(f"model.{f.name}={getattr(m, f.name)!r}" for f in dataclasses.fields(m))
         raise ConfigError(f"invalid model architecture: {exc} (config has {settings})") from exc

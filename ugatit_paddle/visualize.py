@@ -1,17 +1,22 @@
-"""Pictures: image tiles, CAM heatmap tiles and the official 7-tile translation strips.
+"""Pictures: image tiles, CAM heatmap tiles, the official 7-tile translation strips and the sample sheets.
 
 A strip is a column of 7 tiles for one input: real, CAM(identity), identity, CAM(translation),
-translation, CAM(cycle), cycle. A sample sheet puts strips side by side. Everything is RGB uint8.
+translation, CAM(cycle), cycle. A sample sheet puts strips side by side; training writes one per direction
+(`A2B_<iteration>.png`, `B2A_<iteration>.png`) of fixed images (`sample_images`). Everything is RGB uint8.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 import paddle
 from PIL import Image
+
+from .data import DECODE_ERRORS, eval_transform, find_images, load_rgb
+from .models import DIRECTIONS
 
 
 def image_tile(x: np.ndarray) -> np.ndarray:
@@ -52,6 +57,38 @@ def translation_strips(source_gen: paddle.nn.Layer, target_gen: paddle.nn.Layer,
 def sample_sheet(strips: list[np.ndarray]) -> np.ndarray:
     """Strips side by side: [7*S, len(strips)*S, 3]."""
     return np.concatenate(strips, axis=1)
+
+
+def sample_images(folders: Mapping[str, Path], count: int, size: int) -> dict[str, np.ndarray]:
+    """Fixed images for the sample sheets, per domain "A"/"B": the first `count` readable images of train and of
+    test (test transform), float32 [<= 2*count, 3, size, size]. Only these few files are decoded; unreadable
+    ones are skipped silently (the training data set warns about them itself)."""
+    result = {}
+    for d in "AB":
+        images = []
+        for split in ("train", "test"):
+            found = []
+            for path in find_images(folders[f"{split}{d}"]):
+                try:
+                    found.append(eval_transform(load_rgb(path), size))
+                except DECODE_ERRORS:
+                    continue
+                if len(found) == count:
+                    break
+            images += found
+        result[d] = np.stack(images)
+    return result
+
+
+def sample_sheets(nets: Mapping[str, paddle.nn.Layer], images: Mapping[str, paddle.Tensor]) -> dict[str, np.ndarray]:
+    """{"A2B": sheet of `images["A"]` through genA2B (identity and cycle through genB2A), "B2A": likewise}."""
+    return {direction: sample_sheet(translation_strips(nets[source], nets[target], images[direction[0]]))
+            for direction, (source, target) in DIRECTIONS.items()}
+
+
+def save_sample_sheets(sheets: Mapping[str, np.ndarray], folder: str | Path, iteration: int) -> list[Path]:
+    """Write each sheet as `folder/<direction>_<iteration, 7 digits>.png`."""
+    return [save_png(sheet, Path(folder) / f"{direction}_{iteration:07d}.png") for direction, sheet in sheets.items()]
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:

@@ -1,2 +1,4 @@
-"""Readers and writers of other programs' weight files (TensorFlow TensorBundle checkpoints, PaddleGAN
-`.pdparams`), each turning a foreign file into this project's state dicts without executing anything from it."""
+"""File formats: project checkpoints (`checkpoint`); official PyTorch files read and written without PyTorch
+(`torch_pickle`, `torch_writer`, `torchscript`, behind the restricted unpickler `safe_pickle`) and the official
+weights <-> our networks (`official`, `official_keys`); the official TensorFlow code's checkpoints
+(`tensorbundle`, `tf`) and PaddleGAN's `.pdparams` (`paddlegan`). No reader executes anything from a file."""

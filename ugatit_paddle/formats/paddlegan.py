@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert import ConversionError, from_official, to_official
-from ..models import GENERATORS, NETWORKS, ModelArgs
-from ..safe_pickle import CheckpointFormatError, load_paddle_file
+from ..config import ModelConfig
+from ..models import GENERATORS, NETWORKS
+from . import checkpoint
+from .official import ConversionError, from_official, to_official
+from .safe_pickle import CheckpointFormatError, load_paddle_file
 
 StateDict = dict[str, np.ndarray]
 CHECKPOINT_EXTRAS = ("epoch", "optimG", "optimD")  # in epoch_N_checkpoint.pdparams; not network weights
@@ -74,7 +76,7 @@ def split_networks(payload: object, path: str) -> tuple[dict[str, StateDict], li
 
 
 def from_paddlegan(payload: object, path: str = "file", img_size: int | None = None, force: bool = False
-                   ) -> tuple[ModelArgs, dict[str, StateDict], list[str]]:
+                   ) -> tuple[ModelConfig, dict[str, StateDict], list[str]]:
     """PaddleGAN's dict of networks -> (model args, {network: our state dict}, notes)."""
     nets, notes = split_networks(payload, path)
     for name in GENERATORS:
@@ -108,10 +110,8 @@ def load_file(path: str | Path) -> object:
 
 
 def convert_file(src: str | Path, dst: str | Path, img_size: int | None = None, force: bool = False
-                 ) -> tuple[ModelArgs, list[str]]:
+                 ) -> tuple[ModelConfig, list[str]]:
     """PaddleGAN `.pdparams` -> project `.pdparams`. Returns the architecture and notes."""
-    from .. import checkpoint
-
     args, states, notes = from_paddlegan(load_file(src), str(src), img_size, force)
     checkpoint.save_model(dst, args, states)
     return args, notes

@@ -31,7 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import DISCRIMINATORS, GENERATORS, ModelArgs, check_model_args
+from ..config import ModelConfig
+from ..models import DISCRIMINATORS, GENERATORS, check_model_config
+from . import checkpoint
+from .official import check_state_dict, expected_shapes
 from .tensorbundle import TensorBundle
 
 StateDict = dict[str, np.ndarray]
@@ -113,7 +116,7 @@ def _instance_norm(tf: str, ours: str) -> list[Entry]:
     return [(f"{tf}/gamma", f"{ours}.scale", _copy), (f"{tf}/beta", f"{ours}.bias", _copy)]
 
 
-def generator_table(args: ModelArgs) -> list[Entry]:
+def generator_table(args: ModelConfig) -> list[Entry]:
     """Every variable of a TF generator scope with our key and transform."""
     dim = 4 * args.ch
     table = _conv_layer("conv", "DownBlock.1") + _instance_norm("ins_norm", "DownBlock.2")
@@ -155,7 +158,7 @@ def discriminator_table(n_layers: int, sn: bool) -> list[Entry]:
     return table + _conv_layer("conv_1x1", "conv1x1") + _conv_layer("D_logit", "conv", sn)
 
 
-def variable_table(args: ModelArgs, net: str) -> list[Entry]:
+def variable_table(args: ModelConfig, net: str) -> list[Entry]:
     if net in GENERATORS:
         return generator_table(args)
     return discriminator_table(args.global_layers if net.startswith("disG") else args.local_layers, args.tf_sn)
@@ -185,7 +188,7 @@ def smoothing_from_folder(folder: Path) -> bool | None:
 
 
 def infer_args(shapes: Shapes, folder: Path | None = None, img_size: int | None = None,
-               smoothing: bool | None = None) -> tuple[ModelArgs, list[str]]:
+               smoothing: bool | None = None) -> tuple[ModelConfig, list[str]]:
     """The architecture of a TF checkpoint from its variable shapes (and folder name), plus notes on what was
     assumed. Raises TFConversionError for anything that is not an official U-GAT-IT checkpoint."""
     notes: list[str] = []
@@ -244,18 +247,17 @@ def infer_args(shapes: Shapes, folder: Path | None = None, img_size: int | None 
                          "(..._sn_smoothing); assuming the official default, on (override with --no-smoothing)")
         else:
             notes.append(f"smoothing {'on' if smoothing else 'off'}, from the folder name {folder.name}")
-    args = ModelArgs(img_size=img_size, ch=ch, n_res=n_res, light=light, global_layers=global_layers,
-                     local_layers=local_layers, variant="tf", tf_smoothing=smoothing, tf_sn=sn)
+    args = ModelConfig(img_size=img_size, ch=ch, n_res=n_res, light=light, global_layers=global_layers,
+                       local_layers=local_layers, variant="tf", tf_smoothing=smoothing, tf_sn=sn)
     try:
-        check_model_args(args.img_size, args.ch, args.n_res, args.light, args.global_layers, args.local_layers,
-                         args.variant, args.tf_smoothing, args.tf_sn)
+        check_model_config(args)
     except ValueError as e:
         raise TFConversionError(str(e)) from e
     return args, notes
 
 
 # ------------------------------------------------------------------------------------------------ conversion
-def convert_network(read: Callable[[str], np.ndarray], shapes: Shapes, args: ModelArgs, net: str) -> StateDict:
+def convert_network(read: Callable[[str], np.ndarray], shapes: Shapes, args: ModelConfig, net: str) -> StateDict:
     """One network's TF variables (read by name) -> our state dict, every variable of its scope accounted for."""
     scope = SCOPES[net]
     table = variable_table(args, net)
@@ -286,10 +288,8 @@ def skipped_variables(shapes: Shapes) -> tuple[int, list[str]]:
 
 
 def from_tf_checkpoint(path: str | Path, img_size: int | None = None, smoothing: bool | None = None
-                       ) -> tuple[ModelArgs, dict[str, StateDict], list[str]]:
+                       ) -> tuple[ModelConfig, dict[str, StateDict], list[str]]:
     """Read a TF checkpoint (prefix, one of its files, or its folder) -> (model args, {network: state}, notes)."""
-    from ..convert import check_state_dict, expected_shapes
-
     bundle = TensorBundle(path)
     shapes = {name: entry.shape for name, entry in bundle.entries.items()}
     args, notes = infer_args(shapes, bundle.prefix.parent, img_size, smoothing)
@@ -314,7 +314,7 @@ def from_tf_checkpoint(path: str | Path, img_size: int | None = None, smoothing:
     return args, states, notes
 
 
-def describe(args: ModelArgs) -> str:
+def describe(args: ModelConfig) -> str:
     """The TF flags this architecture corresponds to."""
     return (f"{'light' if args.light else 'full'} model, img_size {args.img_size}, ch {args.ch}, n_res {args.n_res}, "
             f"n_dis {args.global_layers - 1} (global {args.global_layers} / local {args.local_layers} layers), "
@@ -322,10 +322,8 @@ def describe(args: ModelArgs) -> str:
 
 
 def convert_file(src: str | Path, dst: str | Path, img_size: int | None = None, smoothing: bool | None = None
-                 ) -> tuple[ModelArgs, list[str]]:
+                 ) -> tuple[ModelConfig, list[str]]:
     """TF checkpoint -> project `.pdparams` (variant "tf"). Returns the architecture and notes."""
-    from .. import checkpoint
-
     args, states, notes = from_tf_checkpoint(src, img_size, smoothing)
     checkpoint.save_model(dst, args, states)
     return args, notes

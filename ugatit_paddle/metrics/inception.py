@@ -35,7 +35,8 @@ import paddle.nn.functional as F
 from PIL import Image
 
 from ..data import find_images, load_rgb
-from ..torch_format import load_torch, load_torchscript_params
+from ..formats.torch_pickle import load_torch
+from ..formats.torchscript import load_torchscript_params
 
 __all__ = [
     "INPUT_SIZE",

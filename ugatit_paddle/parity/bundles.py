@@ -2,7 +2,7 @@
 `shared/fixtures/official/README.md`).
 
 `bundle_parity` converts the bundle's initial weights, compares the eval outputs of the six networks, and
-with `steps` runs that many training iterations of `Trainer` on the bundle's batch: the D and G loss of
+with `steps` runs that many training iterations of `UGATIT` on the bundle's batch: the D and G loss of
 each iteration, then (after all the recorded steps) every weight and the eval outputs. The bundle's `dtype`
 (absent: float32) decides both the arithmetic (a float64 bundle is converted, built and trained in float64:
 networks, batch, Adam, spectral-norm vectors) and the limits (`checks.LIMITS`). `official_rerun` puts the
@@ -11,6 +11,7 @@ official code itself (`official_torch.OfficialTraining`) through the same checks
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paddle
 
+from ..config import config_from_dict
+from ..formats import checkpoint
+from ..formats.official import from_official, infer_model_args
+from ..formats.torch_pickle import load_torch
+from ..training.ugatit import UGATIT
 from .checks import (
     Limits, Report, Row, compare, compare_eval, eval_outputs, limits_for, trajectory_note, trajectory_rows,
 )
@@ -95,35 +102,28 @@ def _trajectory(bundle: Bundle, steps: int, losses: Sequence[tuple[float, float]
 
 
 def project_trainer(args: Any, states: StateDicts, recipe: Recipe, batch_size: int, steps: int, dtype: str,
-                    path: str) -> Any:
-    """This project's `Trainer` for `args` with the official recipe, in `dtype`, starting from the converted
+                    path: str) -> UGATIT:
+    """This project's `UGATIT` for `args` with the official recipe, in `dtype`, starting from the converted
     weights `states` (Paddle layout); the schedule is long enough that lr decay plays no part in `steps`."""
-    from .. import checkpoint
-    from ..config import config_from_dict
-    from ..trainer import Trainer  # imported here: the trainer is heavy and not needed for formatting rows
-
     cfg = config_from_dict({
-        "model": {"img_size": args.img_size, "ch": args.ch, "n_res": args.n_res, "light": args.light,
-                  "global_layers": args.global_layers, "local_layers": args.local_layers},
+        "model": dataclasses.asdict(args),
         "train": {"lr": recipe.lr, "beta1": recipe.beta1, "beta2": recipe.beta2, "weight_decay": recipe.weight_decay,
                   "batch_size": batch_size, "iterations": max(2 * steps, 2), "float64": dtype == "float64"},
         "loss": {"adv_weight": recipe.adv_weight, "cycle_weight": recipe.cycle_weight,
                  "identity_weight": recipe.identity_weight, "cam_weight": recipe.cam_weight},
     })
-    trainer = Trainer(cfg)
+    trainer = UGATIT(cfg)
     checkpoint.load_networks(trainer.nets, checkpoint.model_payload(args, states), path)
     return trainer
 
 
-def run_project(trainer: Any, real_A: np.ndarray, real_B: np.ndarray, steps: int) -> list[tuple[float, float]]:
+def run_project(trainer: UGATIT, real_A: np.ndarray, real_B: np.ndarray, steps: int) -> list[tuple[float, float]]:
     """`steps` training iterations of `trainer` on one fixed batch; the (D, G) total losses of each."""
-    import paddle
-
     trainer.set_train_mode(True)
     A, B = paddle.to_tensor(real_A), paddle.to_tensor(real_B)
     losses = []
     for _ in range(steps):
-        terms = trainer.train_step(A, B)
+        terms = trainer.step(A, B)
         losses.append((terms["D/total"], terms["G/total"]))
     return losses
 
@@ -133,9 +133,6 @@ def network_states(nets: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _converted(path: Path, img_size: int) -> tuple[Any, dict[str, dict[str, np.ndarray]]]:
-    from ..convert import from_official
-    from ..torch_format import load_torch
-
     args, states, _ = from_official(load_torch(path), img_size=img_size)
     return args, states
 
@@ -175,10 +172,6 @@ def official_rerun(bundle: str | Path, torch_src: str | Path, threads: int | Non
                    dtype: str | None = None) -> Report:
     """Rerun the official code (torch, from the clone `torch_src`) through all the bundle's iterations and judge
     *it* with the same rows and limits: how reproducible the recording itself is (e.g. with 1 vs 2 threads)."""
-    from ..torch_format import load_torch
-
-    from ..convert import infer_model_args
-
     b = Bundle.open(bundle)
     ref = b.reference
     init = load_torch(b.path / "init_params.pt")

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import paddle
 
+from ..formats.paddlegan import PaddleGANError, affine_deviations, from_paddlegan, load_file
+from ..formats.tf import from_tf_checkpoint
 from ..models import DISCRIMINATORS, GENERATORS, build_networks
 from .bundles import bundle_parity
 from .checks import FOREIGN_LIMITS, Report, Row, compare
@@ -67,8 +69,6 @@ def _run_generator(net: paddle.nn.Layer, x: np.ndarray) -> dict[str, np.ndarray]
 
 def tf_bundle_parity(path: str | Path, limit: float = TF_LIMIT) -> list[Row]:
     """Convert a TF bundle's checkpoint and compare every array of its outputs.npz (eval mode)."""
-    from ..formats.tf import from_tf_checkpoint
-
     path = Path(path)
     config = json.loads((path / "reference.json").read_text())["config"]
     args, states, _ = from_tf_checkpoint(path, img_size=config["img_size"], smoothing=config["smoothing"])
@@ -111,8 +111,6 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
     without `force`, which is checked as a row; with `force` the generators are compared with
     `outputs_gen_in_affine_identity.npz` (scale 1, bias 0) and the discriminators with `outputs.npz`.
     """
-    from ..formats.paddlegan import PaddleGANError, affine_deviations, from_paddlegan, load_file
-
     path = Path(path)
     config = json.loads((path / "reference.json").read_text())["config"]
     img_size = config["generator"]["img_size"]

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..models import ModelArgs
+from ..config import ModelConfig
+from ..data import eval_transform, find_images, load_rgb
+from ..formats.official import from_official, paddle_to_torch, to_official
+from ..formats.torch_pickle import load_torch
+from ..inference.export import InferenceModel, export_generator
+from ..models import Generator
 from .bundles import network_states, project_trainer, run_project
 from .checks import (
     LIMITS, OUTPUTS, Report, Row, compare, compare_eval, eval_outputs, limits_for, trajectory_note, trajectory_rows,
@@ -29,8 +34,6 @@ def live_batch(images: str | None, img_size: int, batch: int, seed: int = 0) -> 
     if images is None:
         rng = np.random.default_rng(seed)
         return tuple(rng.uniform(-1, 1, (batch, 3, img_size, img_size)).astype(np.float32) for _ in range(2))
-    from ..data import eval_transform, find_images, load_rgb
-
     paths = find_images(images)
     if not paths:
         raise ValueError(f"no images found in {images}")
@@ -47,9 +50,6 @@ def live_parity(torch_ckpt: str | Path, torch_src: str | Path, images: str | Non
     outputs, then `steps` training iterations of both on one fixed batch (losses of each iteration, every
     weight and the eval outputs after them).
     """
-    from ..convert import from_official, to_official
-    from ..torch_format import load_torch
-
     import_torch("live parity")
     import_official_networks(torch_src)  # a clear error before the slow part
     dtype = "float64" if float64 else "float32"
@@ -83,7 +83,7 @@ def live_parity(torch_ckpt: str | Path, torch_src: str | Path, images: str | Non
     return report
 
 
-def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None = None) -> Report:
+def precision_check(args: ModelConfig, seed: int = 0, torch_src: str | Path | None = None) -> Report:
     """How far float32 generators are from a float64 evaluation of the same weights and input.
 
     Builds a random generator for `args`, runs it in float32 and in float64 (Paddle), exports it and runs the
@@ -91,10 +91,6 @@ def precision_check(args: ModelArgs, seed: int = 0, torch_src: str | Path | None
     is given and torch is installed, also the official float32 generator.
     The rows' `value` is max|diff| / max|float64 output|; the limit is the float32 eval tolerance.
     """
-    from ..convert import paddle_to_torch
-    from ..export import InferenceModel, export_generator
-    from ..models import Generator
-
     limit = LIMITS["float32"].eval.value
     paddle.seed(seed)
     net32 = Generator(args.ch, args.n_res, args.img_size, args.light)

@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paddle
 
+from ..benchmark import paired_ratio, peak_memory_mb, synthetic_images
+from ..config import config_from_dict
+from ..inference.export import InferenceModel, export_generator
+from ..models import Generator
+from ..training.ugatit import UGATIT
 from .official_torch import OfficialTraining
 
 TRAINING_RUNS = ("official", "ours_reuse_on", "ours_reuse_off")
@@ -68,23 +74,19 @@ def interleaved_times(runs: dict[str, Callable[[], object]], warmup: int, iters:
 
 
 class OurIteration:
-    """This project's Trainer on synthetic images; `step(reuse_fakes)` runs one iteration."""
+    """This project's step (`UGATIT`) on synthetic images; `step(reuse_fakes)` runs one iteration."""
 
     def __init__(self, s: Setup) -> None:
-        from ..benchmark import synthetic_images
-        from ..config import config_from_dict
-        from ..trainer import Trainer
-
         cfg = config_from_dict({"model": {"img_size": s.img_size, "ch": s.ch, "n_res": s.n_res, "light": s.light},
                                 "train": {"batch_size": s.batch}})
-        self.trainer = Trainer(cfg)
+        self.trainer = UGATIT(cfg)
         self.trainer.set_train_mode(True)
         self.real_A = synthetic_images(s.batch, s.img_size, seed=1)
         self.real_B = synthetic_images(s.batch, s.img_size, seed=2)
 
     def step(self, reuse_fakes: bool = True) -> None:
         self.trainer.cfg.train.reuse_fakes = reuse_fakes
-        self.trainer.train_step(self.real_A, self.real_B)
+        self.trainer.step(self.real_A, self.real_B)
 
 
 def _training_step(which: str, s: Setup) -> Callable[[], object]:
@@ -99,8 +101,6 @@ def _training_step(which: str, s: Setup) -> Callable[[], object]:
 
 def compare_training_speed(s: Setup) -> dict[str, Any]:
     """Seconds per training iteration of `TRAINING_RUNS`, interleaved in this process, and the speed ratios."""
-    from ..benchmark import paired_ratio
-
     times = interleaved_times({which: _training_step(which, s) for which in TRAINING_RUNS}, s.warmup, s.iters)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"threads": s.threads, **{f"{k}_sec_per_iter": v for k, v in med.items()},
@@ -124,11 +124,6 @@ def inference_times(which: str, s: Setup) -> list[float]:
                 with torch.no_grad():
                     generator(torch_image)
         else:
-            import paddle
-
-            from ..export import InferenceModel, export_generator
-            from ..models import Generator
-
             ours = Generator(s.ch, s.n_res, s.img_size, s.light)
             ours.eval()
             if which == "ours_eager":
@@ -170,7 +165,6 @@ def compare_inference(rounds: int, worker: Sequence[str]) -> dict[str, float]:
 
 def memory_of(which: str, s: Setup) -> dict[str, Any]:
     """Peak RSS of `s.iters` training iterations of one of `TRAINING_RUNS`, in this (fresh) process."""
-    from ..benchmark import peak_memory_mb
 
     step = _training_step(which, s)
     seconds = []

@@ -24,16 +24,14 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from . import checkpoint
-from .data import (
+from ..data import (
     DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, load_rgb,
     to_rgb,
 )
-from .models import GENERATORS, Generator, ModelArgs, build_networks
-from .visualize import heatmap_tile, image_tile, save_png, translation_strips
-
-DIRECTIONS: dict[str, tuple[str, str]] = {"A2B": ("genA2B", "genB2A"), "B2A": ("genB2A", "genA2B")}
-"""direction -> (generator that translates, generator of the opposite direction)."""
+from ..formats.checkpoint import load_generators
+from ..models import DIRECTIONS, GENERATORS, generator_name
+from ..visualize import heatmap_tile, image_tile, save_png, translation_strips
+from .export import InferenceModel
 
 TEST_FOLDERS = {"A2B": "testA", "B2A": "testB"}
 STRIPS_DIR = "strips"  # sub-folder of the test outputs holding the 7-tile strips
@@ -44,25 +42,6 @@ TRANSLATION_TILE = 4  # index of the translation in a strip (see visualize.trans
 # heatmap [N, 1, S/4, S/4]). Implemented by `DygraphRunner` and `export.InferenceModel`.
 GeneratorRunner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 ImageInput = Image.Image | np.ndarray
-
-
-def generator_name(direction: str) -> str:
-    """'A2B' -> 'genA2B', 'B2A' -> 'genB2A'; ValueError for anything else."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    return DIRECTIONS[direction][0]
-
-
-def load_generators(path: str | Path, names: Sequence[str] = GENERATORS) -> tuple[ModelArgs, dict[str, Generator]]:
-    """Build only the generators `names` with the architecture stored in the checkpoint at `path` and load
-    their weights (eval mode). Raises CheckpointError for a missing/unreadable file or missing weights."""
-    payload = checkpoint.load(path)
-    args = checkpoint.model_args_of(payload)
-    nets = build_networks(args, tuple(names))
-    checkpoint.load_networks(nets, payload, str(path), required=tuple(names))
-    for net in nets.values():
-        net.eval()
-    return args, nets
 
 
 class DygraphRunner:
@@ -116,8 +95,6 @@ class Translator:
     def from_inference_model(cls, model_dir: str | Path, mkldnn: bool = False, threads: int | None = None,
                              batch_size: int = 8) -> "Translator":
         """Use a model written by `export.export_checkpoint` through Paddle Inference."""
-        from .export import InferenceModel  # export imports this module
-
         model = InferenceModel(model_dir, mkldnn=mkldnn, threads=threads)
         return cls(model, model.img_size, model.direction, batch_size)
 

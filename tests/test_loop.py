@@ -1,4 +1,4 @@
-"""The training loop: outputs, exact resume, schedule, fakes reuse, failures and the command line."""
+"""The training loop: outputs, exact resume, callbacks, failures and the command line."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from PIL import Image
 
-from conftest import tiny_config
-from ugatit_paddle import checkpoint
-from ugatit_paddle.trainer import HalfLinearDecay, NonFiniteLossError, Trainer
+from ugatit_paddle.formats import checkpoint
+from ugatit_paddle.training.loop import STOPPED_BY_CALLBACK, Trainer
+from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _weights(trainer: Trainer) -> dict[str, np.ndarray]:
-    return {f"{n}.{k}": v.numpy() for n, net in trainer.nets.items() for k, v in net.state_dict().items()}
+    return {f"{n}.{k}": v.numpy() for n, net in trainer.model.nets.items() for k, v in net.state_dict().items()}
 
 
-def test_train_writes_checkpoints_samples_and_config(tmp_path, data_root):
+def test_train_writes_checkpoints_samples_and_config(tmp_path, data_root, tiny_config):
     cfg = tiny_config(tmp_path, data={"root": str(data_root)}, train={"iterations": 3, "keep_checkpoints": 1})
     trainer = Trainer.from_dict(cfg)
     final = trainer.train()
@@ -29,7 +30,6 @@ def test_train_writes_checkpoints_samples_and_config(tmp_path, data_root):
     assert final == out / "checkpoints" / "iter_0000003.pdparams"
     assert [i for i, _ in checkpoint.list_checkpoints(out)] == [3]  # iteration 2 pruned (keep 1)
     sheet = out / "samples" / "A2B_0000002.png"
-    from PIL import Image
     assert Image.open(sheet).size == (2 * 128, 7 * 128)  # one train and one test image, 7 tiles each
     assert (out / "samples" / "B2A_0000003.png").is_file() and (out / "config.yaml").is_file()
     assert any((out / "vdl").iterdir())
@@ -37,7 +37,7 @@ def test_train_writes_checkpoints_samples_and_config(tmp_path, data_root):
     assert payload["iteration"] == 3 and set(payload["optimizers"]) == {"G", "D"}
 
 
-def test_resume_continues_exactly(tmp_path, data_root):
+def test_resume_continues_exactly(tmp_path, data_root, tiny_config):
     """2N straight iterations == N, stop, resume from the checkpoint, N more (lr decay included)."""
     base = {"data": {"root": str(data_root)}, "train": {"iterations": 4, "save_every": 100, "sample_every": 100}}
     straight = Trainer.from_dict(tiny_config(tmp_path / "a", **base))
@@ -51,41 +51,49 @@ def test_resume_continues_exactly(tmp_path, data_root):
     a, b = _weights(straight), _weights(resumed)
     worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     assert worst <= 1e-6, worst
-    assert straight.lr_schedule.last_lr == resumed.lr_schedule.last_lr == 0.0
+    assert straight.model.lr_schedule.last_lr == resumed.model.lr_schedule.last_lr == 0.0
 
 
-def test_learning_rate_schedule_is_the_official_one():
-    schedule = HalfLinearDecay(1e-4, iterations=10)
-    lrs = []
-    for _ in range(10):
-        lrs.append(schedule.last_lr)
-        schedule.step()
-    official = [1e-4 - (1e-4 / 5) * max(0, step - 5) for step in range(1, 11)]  # UGATIT.train, per step
-    np.testing.assert_allclose(lrs, official, atol=1e-12)
-    assert HalfLinearDecay(1e-4, 10, decay=False).get_lr() == 1e-4
-
-
-def test_reusing_fakes_gives_the_official_losses(tmp_path):
-    x = paddle.uniform([1, 3, 128, 128], min=-1, max=1, seed=3)
-    y = paddle.uniform([1, 3, 128, 128], min=-1, max=1, seed=4)
-    losses = {}
-    for reuse in (True, False):
-        trainer = Trainer.from_dict(tiny_config(tmp_path, train={"reuse_fakes": reuse}))
-        trainer.set_train_mode(True)
-        losses[reuse] = [trainer.train_step(x, y) for _ in range(2)]
-    for a, b in zip(losses[True], losses[False]):
-        for key in ("D/total", "G/total"):
-            assert abs(a[key] - b[key]) <= 1e-5 * abs(b[key])
-
-
-def test_non_finite_loss_stops_with_the_iteration_and_term(tmp_path, data_root):
+def test_non_finite_loss_stops_without_saving(tmp_path, data_root, tiny_config):
     trainer = Trainer.from_dict(tiny_config(tmp_path, data={"root": str(data_root)},
                                             train={"iterations": 3, "save_every": 1}))
-    w = trainer.nets["disLA"].conv1x1.weight
+    w = trainer.model.nets["disLA"].conv1x1.weight
     w.set_value(paddle.full(w.shape, float("nan")))
     with pytest.raises(NonFiniteLossError, match=r"iteration 1: D/A=nan"):
         trainer.train()
     assert checkpoint.list_checkpoints(tmp_path / "out") == []  # the broken state is not saved
+
+
+def test_should_stop_ends_with_samples_and_a_checkpoint(tmp_path, data_root, tiny_config):
+    """The callback is asked before every iteration with the completed count; the run ends where it says."""
+    trainer = Trainer.from_dict(tiny_config(tmp_path, data={"root": str(data_root)},
+                                            train={"iterations": 10, "save_every": 100, "sample_every": 100}))
+    asked = []
+    final = trainer.train(should_stop=lambda it: asked.append(it) or it == 2)
+    out = tmp_path / "out"
+    assert asked == [0, 1, 2] and trainer.iteration == 2 and trainer.interrupted == STOPPED_BY_CALLBACK
+    assert final == out / "checkpoints" / "iter_0000002.pdparams" and final.is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["A2B_0000002.png", "B2A_0000002.png"]
+    assert trainer.train(resume=True, stop_after=3) == out / "checkpoints" / "iter_0000003.pdparams"
+    assert trainer.interrupted is None
+
+
+def test_progress_reporter_sees_every_iteration(tmp_path, data_root, tiny_config):
+    class Recorder:
+        def start(self, iteration, end):
+            self.calls = [("start", iteration, end)]
+
+        def update(self, iteration, terms, seconds):
+            self.calls.append(("update", iteration, sorted(terms)[:2]))
+
+        def close(self):
+            self.calls.append(("close",))
+
+    recorder = Recorder()
+    trainer = Trainer.from_dict(tiny_config(tmp_path, data={"root": str(data_root)}, train={"iterations": 2}))
+    trainer.train(progress=recorder)
+    assert recorder.calls == [("start", 0, 2), ("update", 1, ["D/A", "D/B"]), ("update", 2, ["D/A", "D/B"]),
+                              ("close",)]
 
 
 def test_bad_config_exits_2_and_writes_nothing(tmp_path):

@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ugatit_paddle.data import DOMAIN_FOLDERS, find_images, load_rgb
+from ..data import DOMAIN_FOLDERS, find_images, load_rgb
 
-__all__ = ["CUES", "NUM_FEATURES", "make_demo_dataset", "render_image", "load_images", "image_features", "DomainScorer"]
+__all__ = ["CUES", "MANIFEST", "N_TEST", "N_TRAIN", "NUM_FEATURES", "make_demo_dataset", "render_image", "load_images", "image_features", "DomainScorer"]
 
 _FORMAT_VERSION = 1  # bump when the rendering changes, so old folders are regenerated
-_MANIFEST = "demo_data.json"
+MANIFEST = "demo_data.json"  # written into a generated dataset's root: what was generated, and how
+N_TRAIN, N_TEST = 400, 50  # default images per domain: training, held-out test
 _FILE_NAME = re.compile(r"[ab]_\d{4}\.png")
 
 
@@ -146,7 +147,8 @@ def _file_names(count: int, domain: str) -> list[str]:
     return [f"{domain.lower()}_{i:04d}.png" for i in range(count)]
 
 
-def make_demo_dataset(root: str | Path, n_train: int = 400, n_test: int = 50, size: int = 128, seed: int = 0) -> None:
+def make_demo_dataset(root: str | Path, n_train: int = N_TRAIN, n_test: int = N_TEST, size: int = 128, seed: int = 0
+                      ) -> None:
     """Write ``root/{trainA,trainB,testA,testB}/*.png`` (PNG, size x size).
 
     Idempotent: does nothing if ``root`` already holds a complete dataset made with the same
@@ -158,7 +160,7 @@ def make_demo_dataset(root: str | Path, n_train: int = 400, n_test: int = 50, si
     root = Path(root)
     manifest = {"version": _FORMAT_VERSION, "n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
     counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
-    manifest_path = root / _MANIFEST
+    manifest_path = root / MANIFEST
     if manifest_path.is_file():
         try:
             previous = json.loads(manifest_path.read_text())

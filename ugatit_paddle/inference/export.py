@@ -10,7 +10,7 @@ The graph takes `image`: float32 [N, 3, S, S] in [-1, 1] (N dynamic) and returns
 image [N, 3, S, S] in [-1, 1], cam_logit [N, 2] and heatmap [N, 1, S/4, S/4] -- the same as
 `Generator.forward`. `export.json` records the direction, the architecture, S and the output names.
 
-What is saved is `models.InferenceGenerator(generator)`: the generator's function in the forms Paddle
+What is saved is `InferenceGenerator(generator)` (`inference_generator.py`): the generator's function in the forms Paddle
 Inference runs fastest (see that module; same results to float32 rounding). oneDNN
 (`InferenceModel(..., mkldnn=True)`, `predict.py --mkldnn`) is the fast CPU path; the graph has no
 `nearest_interp`, which Paddle 3.3's oneDNN executor cannot run ("ConvertPirAttribute2RuntimeAttribute not
@@ -27,8 +27,10 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .models import Generator, InferenceGenerator, ModelArgs
-from .translate import generator_name, load_generators
+from ..config import ModelConfig
+from ..formats.checkpoint import load_generators
+from ..models import Generator, generator_name
+from .inference_generator import InferenceGenerator
 
 MODEL_PREFIX = "model"
 INFO_FILE = "export.json"
@@ -43,7 +45,7 @@ class ExportError(ValueError):
 
 
 def export_generator(generator: Generator, img_size: int, output_dir: str | Path, direction: str,
-                     model_args: ModelArgs | None = None) -> Path:
+                     model_args: ModelConfig | None = None) -> Path:
     """`paddle.jit.save` `generator` (as `InferenceGenerator`) with input [None, 3, img_size, img_size] into
     `output_dir` (see the module docstring for the files); returns `output_dir`."""
     output_dir = Path(output_dir)

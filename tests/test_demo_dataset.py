@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ugatit_paddle.data import check_layout, find_images
-from ugatit_paddle.demo_data import CUES, DomainScorer, load_images, make_demo_dataset, render_image
+from ugatit_paddle.demo.dataset import CUES, DomainScorer, load_images, make_demo_dataset, render_image
 
 SIZE = 64
 

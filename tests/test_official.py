@@ -9,23 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle import checkpoint
-from ugatit_paddle.convert import (
+from ugatit_paddle.formats import checkpoint
+from ugatit_paddle.formats.official import (
     LINEAR_WEIGHTS, ConversionError, convert_file, export_official_file, from_official, to_official,
 )
-from ugatit_paddle.models import NETWORKS, ModelArgs, build_networks
-from ugatit_paddle.torch_format import load_torch, save_torch
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.formats.torch_pickle import load_torch
+from ugatit_paddle.formats.torch_writer import save_torch
+from ugatit_paddle.models import NETWORKS, build_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _paddle_states(args: ModelArgs) -> dict[str, dict[str, np.ndarray]]:
+def _paddle_states(args: ModelConfig) -> dict[str, dict[str, np.ndarray]]:
     return {n: {k: v.numpy() for k, v in net.state_dict().items()} for n, net in build_networks(args).items()}
 
 
 @pytest.mark.parametrize("light", [True, False])
 def test_paddle_torch_paddle_round_trip_is_exact(light):
-    args = ModelArgs(img_size=128, ch=8, n_res=2, light=light)
+    args = ModelConfig(img_size=128, ch=8, n_res=2, light=light)
     states = _paddle_states(args)
     official = to_official(states)
     assert official["genA2B"]["FC.2.weight"].shape == states["genA2B"]["FC.2.weight"].T.shape
@@ -39,23 +41,23 @@ def test_paddle_torch_paddle_round_trip_is_exact(light):
 
 
 def test_inference_of_the_architecture():
-    full = to_official(_paddle_states(ModelArgs(img_size=128, ch=8, n_res=3, light=False)))
+    full = to_official(_paddle_states(ModelConfig(img_size=128, ch=8, n_res=3, light=False)))
     args, _, notes = from_official(full)
-    assert args == ModelArgs(img_size=128, ch=8, n_res=3, light=False) and notes == []
-    light = to_official(_paddle_states(ModelArgs(img_size=128, ch=8, n_res=1, light=True)))
+    assert args == ModelConfig(img_size=128, ch=8, n_res=3, light=False) and notes == []
+    light = to_official(_paddle_states(ModelConfig(img_size=128, ch=8, n_res=1, light=True)))
     args, _, notes = from_official(light)
     assert args.light and args.ch == 8 and args.n_res == 1 and args.img_size == 256
     assert "img_size is not stored" in notes[0]
 
 
 def test_single_network_state_dict():
-    official = to_official(_paddle_states(ModelArgs(img_size=128, ch=8, n_res=2, light=True)))
+    official = to_official(_paddle_states(ModelConfig(img_size=128, ch=8, n_res=2, light=True)))
     args, states, _ = from_official(official["genB2A"], net="genB2A", img_size=128)
     assert list(states) == ["genB2A"] and args.ch == 8
 
 
 def test_errors_name_the_key_and_both_shapes():
-    official = to_official(_paddle_states(ModelArgs(img_size=128, ch=8, n_res=2, light=True)))
+    official = to_official(_paddle_states(ModelConfig(img_size=128, ch=8, n_res=2, light=True)))
     official["disGA"]["model.4.weight_orig"] = np.zeros((3, 3, 4, 4), np.float32)
     with pytest.raises(ConversionError, match=r"disGA.*'model.4.weight_orig' has shape \[3, 3, 4, 4\], expected \[16, 8, 4, 4\]"):
         from_official(official, img_size=128)
@@ -67,7 +69,7 @@ def test_errors_name_the_key_and_both_shapes():
 
 
 def test_transpose_table_covers_exactly_the_linear_weights():
-    states = _paddle_states(ModelArgs(img_size=128, ch=8, n_res=2, light=True))
+    states = _paddle_states(ModelConfig(img_size=128, ch=8, n_res=2, light=True))
     for name, kind in (("genA2B", "generator"), ("disGA", "discriminator")):
         two_d = {k for k, v in states[name].items() if v.ndim == 2}
         assert two_d == set(LINEAR_WEIGHTS[kind])
@@ -75,7 +77,7 @@ def test_transpose_table_covers_exactly_the_linear_weights():
 
 def test_convert_tool_round_trip_without_torch(tmp_path):
     """`tools/convert_torch.py` both ways in a subprocess where `import torch` fails."""
-    args = ModelArgs(img_size=128, ch=8, n_res=2, light=False)
+    args = ModelConfig(img_size=128, ch=8, n_res=2, light=False)
     states = _paddle_states(args)
     official = tmp_path / "official.pt"
     save_torch(to_official(states), official)
@@ -88,7 +90,7 @@ def test_convert_tool_round_trip_without_torch(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "light=False ch=8 n_res=2 img_size=128" in run.stdout
     payload = checkpoint.load(tmp_path / "model.pdparams")
-    assert checkpoint.model_args_of(payload) == args
+    assert checkpoint.model_config_of(payload) == args
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_torch.py"), "--to-torch",
                           str(tmp_path / "model.pdparams"), "-o", str(tmp_path / "back.pt")],
                          capture_output=True, text=True, env=env)
@@ -110,7 +112,7 @@ def test_convert_tool_reports_bad_files(tmp_path):
 
 def test_exported_file_loads_in_torch(tmp_path):
     torch = pytest.importorskip("torch")
-    args = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+    args = ModelConfig(img_size=128, ch=8, n_res=2, light=True)
     path = checkpoint.save_model(tmp_path / "m.pdparams", args, _paddle_states(args))
     export_official_file(str(path), str(tmp_path / "m.pt"))
     loaded = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -120,7 +122,7 @@ def test_exported_file_loads_in_torch(tmp_path):
 
 
 def test_convert_file_writes_project_checkpoint(tmp_path):
-    args = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+    args = ModelConfig(img_size=128, ch=8, n_res=2, light=True)
     save_torch(to_official(_paddle_states(args)), tmp_path / "o.pt")
     inferred, notes = convert_file(str(tmp_path / "o.pt"), str(tmp_path / "o.pdparams"), img_size=128)
     assert inferred == args and notes == []
@@ -132,7 +134,7 @@ def test_convert_file_writes_project_checkpoint(tmp_path):
 def test_convert_keeps_the_stored_dtype_unless_told(tmp_path, stored):
     """Official checkpoints saved in float16 (halved to share) or float64 (`.double()`) convert; the weights keep
     their dtype unless `--dtype` is given, and load into a float32 model either way (cast on load)."""
-    args = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+    args = ModelConfig(img_size=128, ch=8, n_res=2, light=True)
     official = {n: {k: v.astype(stored) for k, v in s.items()} for n, s in to_official(_paddle_states(args)).items()}
     save_torch(official, tmp_path / "o.pt")
     _, notes = convert_file(str(tmp_path / "o.pt"), str(tmp_path / "kept.pdparams"), img_size=128)
@@ -157,7 +159,7 @@ def test_bfloat16_checkpoint_converts_as_float32(tmp_path, zipfile_format):
     """numpy has no bfloat16: reading widens it to float32 exactly (bfloat16 is the upper half of a float32), in
     both torch file formats (the legacy one stores a BFloat16Storage)."""
     torch = pytest.importorskip("torch")
-    args = ModelArgs(img_size=128, ch=8, n_res=2, light=True)
+    args = ModelConfig(img_size=128, ch=8, n_res=2, light=True)
     official = to_official(_paddle_states(args))
     bf16 = {n: {k: torch.from_numpy(v).bfloat16() for k, v in s.items()} for n, s in official.items()}
     torch.save(bf16, tmp_path / "bf16.pt", _use_new_zipfile_serialization=zipfile_format)

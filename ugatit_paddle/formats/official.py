@@ -1,8 +1,7 @@
 """Official PyTorch U-GAT-IT weights <-> this project's networks.
 
-The Paddle networks use the official state-dict key names, so the whole conversion is one table:
-every Linear weight (listed in `LINEAR_WEIGHTS`) is transposed, because `torch.nn.Linear` stores
-[out, in] and `paddle.nn.Linear` [in, out]; everything else (convolutions, biases, rho/gamma/beta,
+The Paddle networks use the official state-dict key names, so the whole conversion is the table of
+`official_keys`: Linear weights are transposed, everything else (convolutions, biases, rho/gamma/beta,
 spectral-norm `weight_u`/`weight_v`) is copied unchanged. Arrays are numpy throughout: no torch, no paddle
 tensors, so conversion needs neither PyTorch nor memory for a live model.
 """
@@ -10,22 +9,23 @@ tensors, so conversion needs neither PyTorch nor memory for a live model.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 import numpy as np
+import paddle
 
+from ..config import ModelConfig
+from ..models import DISCRIMINATORS, GENERATORS, NETWORKS, build_network, check_model_config
 from . import checkpoint
-from .models import DISCRIMINATORS, GENERATORS, NETWORKS, ModelArgs, check_model_args
+from .official_keys import (
+    DISCRIMINATOR_CONV, GENERATOR_FIRST_CONV, GENERATOR_MLP_IN, GENERATOR_UP_RESBLOCK, LINEAR_WEIGHTS,
+)
+from .torch_pickle import load_torch
+from .torch_writer import save_torch
 
 StateDict = dict[str, np.ndarray]
 
-# Keys of Linear weights per network kind; the single source of truth for the layout transform.
-LINEAR_WEIGHTS = {
-    "generator": ("gap_fc.weight", "gmp_fc.weight", "FC.0.weight", "FC.2.weight", "gamma.weight", "beta.weight"),
-    "discriminator": ("gap_fc.weight_orig", "gmp_fc.weight_orig"),
-}
-DEFAULT_LIGHT_IMG_SIZE = 256  # a light model's weights do not depend on img_size
+DEFAULT_LIGHT_IMG_SIZE = ModelConfig.img_size  # assumed for light models: their weights do not depend on img_size
 
 
 class ConversionError(ValueError):
@@ -57,12 +57,12 @@ def _need(state: Mapping[str, np.ndarray], key: str, net: str) -> np.ndarray:
     return np.asarray(state[key])
 
 
-def infer_generator_args(state: Mapping[str, np.ndarray], img_size: int | None = None) -> tuple[ModelArgs, list[str]]:
+def infer_generator_args(state: Mapping[str, np.ndarray], img_size: int | None = None) -> tuple[ModelConfig, list[str]]:
     """(ch, n_res, light, img_size) of an official generator state dict, plus notes on what was assumed."""
     notes: list[str] = []
-    ch = int(_need(state, "DownBlock.1.weight", "generator").shape[0])
-    n_res = len({m.group(1) for k in state if (m := re.match(r"UpBlock1_(\d+)\.", k))})
-    fc_in = int(_need(state, "FC.0.weight", "generator").shape[1])  # torch layout [out, in]
+    ch = int(_need(state, GENERATOR_FIRST_CONV, "generator").shape[0])
+    n_res = len({m.group(1) for k in state if (m := GENERATOR_UP_RESBLOCK.match(k))})
+    fc_in = int(_need(state, GENERATOR_MLP_IN, "generator").shape[1])  # torch layout [out, in]
     light = fc_in == 4 * ch
     if light:
         if img_size is None:
@@ -72,43 +72,39 @@ def infer_generator_args(state: Mapping[str, np.ndarray], img_size: int | None =
         side = math.isqrt(fc_in // (4 * ch))
         if side * side * 4 * ch != fc_in:
             raise ConversionError(
-                f"FC.0.weight has {fc_in} inputs, which is not (img_size/4)^2 * 4*ch for ch={ch}"
+                f"{GENERATOR_MLP_IN} has {fc_in} inputs, which is not (img_size/4)^2 * 4*ch for ch={ch}"
             )
         inferred = side * 4
         if img_size is not None and img_size != inferred:
             raise ConversionError(f"the full model was trained at img_size {inferred}, not {img_size}")
         img_size = inferred
-    return ModelArgs(img_size=img_size, ch=ch, n_res=n_res, light=light), notes
+    return ModelConfig(img_size=img_size, ch=ch, n_res=n_res, light=light), notes
 
 
 def _discriminator_layers(state: Mapping[str, np.ndarray]) -> int:
-    convs = {k for k in state if re.match(r"model\.\d+\.weight_orig$", k)}
+    convs = {k for k in state if DISCRIMINATOR_CONV.match(k)}
     return len(convs) + 1
 
 
-def infer_model_args(states: Mapping[str, Mapping[str, np.ndarray]], img_size: int | None = None) -> tuple[ModelArgs, list[str]]:
+def infer_model_args(states: Mapping[str, Mapping[str, np.ndarray]], img_size: int | None = None) -> tuple[ModelConfig, list[str]]:
     """The architecture of an official checkpoint (any subset of the six networks), from tensor shapes."""
     gen = next((states[n] for n in GENERATORS if n in states), None)
     if gen is None:
         raise ConversionError("the checkpoint holds no generator (genA2B or genB2A); cannot infer the architecture")
     args, notes = infer_generator_args(gen, img_size)
     layers = {n: _discriminator_layers(states[n]) for n in DISCRIMINATORS if n in states}
-    global_layers = layers.get("disGA", layers.get("disGB", ModelArgs.global_layers))
-    local_layers = layers.get("disLA", layers.get("disLB", ModelArgs.local_layers))
-    args = ModelArgs(args.img_size, args.ch, args.n_res, args.light, global_layers, local_layers)
+    global_layers = layers.get("disGA", layers.get("disGB", ModelConfig.global_layers))
+    local_layers = layers.get("disLA", layers.get("disLB", ModelConfig.local_layers))
+    args = ModelConfig(args.img_size, args.ch, args.n_res, args.light, global_layers, local_layers)
     try:
-        check_model_args(args.img_size, args.ch, args.n_res, args.light, args.global_layers, args.local_layers)
+        check_model_config(args)
     except ValueError as e:
         raise ConversionError(str(e)) from e
     return args, notes
 
 
-def expected_shapes(args: ModelArgs, net: str) -> dict[str, tuple[int, ...]]:
+def expected_shapes(args: ModelConfig, net: str) -> dict[str, tuple[int, ...]]:
     """Paddle state-dict shapes of one network for `args`, computed without allocating its weights."""
-    import paddle
-
-    from .models import build_network
-
     with paddle.LazyGuard():
         layer = build_network(args, net)
     return {k: tuple(v.shape) for k, v in layer.state_dict().items()}
@@ -123,7 +119,7 @@ def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tup
 
 def from_official(
     checkpoint: Mapping[str, object], img_size: int | None = None, net: str | None = None
-) -> tuple[ModelArgs, dict[str, StateDict], list[str]]:
+) -> tuple[ModelConfig, dict[str, StateDict], list[str]]:
     """Convert an official checkpoint (the dict of six state dicts that `UGATIT.save()` writes, or one
     network's state dict when `net` names it) to Paddle state dicts.
 
@@ -181,13 +177,11 @@ def stored_dtypes(states: Mapping[str, Mapping[str, np.ndarray]]) -> list[str]:
 
 
 def convert_file(src: str, dst: str, net: str | None = None, img_size: int | None = None,
-                 dtype: str | None = None) -> tuple[ModelArgs, list[str]]:
+                 dtype: str | None = None) -> tuple[ModelConfig, list[str]]:
     """Official `.pt` -> project `.pdparams` (no torch needed). Returns the inferred architecture and notes.
 
     The weights keep the dtype they are stored in (bfloat16 becomes float32: numpy has no bfloat16) unless
     `dtype` is given; loading casts them to the model's dtype in any case (`checkpoint.load_networks`)."""
-    from .torch_format import load_torch  # imported here: torch_format is only needed for files
-
     args, states, notes = from_official(load_torch(src), img_size=img_size, net=net)
     if dtype is not None:
         states = cast_states(states, dtype)
@@ -199,10 +193,8 @@ def convert_file(src: str, dst: str, net: str | None = None, img_size: int | Non
     return args, notes
 
 
-def export_official_file(src: str, dst: str) -> ModelArgs:
+def export_official_file(src: str, dst: str) -> ModelConfig:
     """Project checkpoint -> official `.pt` (a dict of state dicts that the official `UGATIT.load()` reads)."""
-    from .torch_format import save_torch
-
     payload = checkpoint.load(src)
     save_torch(to_official(payload["networks"]), dst)
-    return checkpoint.model_args_of(payload)
+    return checkpoint.model_config_of(payload)

@@ -4,11 +4,11 @@
 
 Steps of :func:`run_demo`:
 
-1. write the procedural unpaired dataset of :mod:`ugatit_paddle.demo_data` into ``data.root`` (at
+1. write the procedural unpaired dataset of :mod:`ugatit_paddle.demo.dataset` into ``data.root`` (at
    ``model.img_size`` pixels; skipped when it is already there);
-2. build the :class:`~ugatit_paddle.trainer.Trainer` and score its *untrained* generators (iteration 0);
+2. build the :class:`~ugatit_paddle.training.loop.Trainer` and score its *untrained* generators (iteration 0);
 3. train (``Trainer.train``: sample sheets in ``output_dir/samples``, checkpoints in
-   ``output_dir/checkpoints``);
+   ``output_dir/checkpoints``; ``time_limit`` is its ``should_stop`` callback);
 4. translate the held-out test images (testA with genA2B, testB with genB2A), write them to
    ``output_dir/demo_translations``, score them, print a table and write ``output_dir/demo_result.json``.
 
@@ -31,26 +31,25 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import paddle
 
-from .checkpoint import list_checkpoints
-from .config import Config, load_config
-from .data import ImageFolderDataset, check_layout, iter_test_batches
-from .demo_data import CUES, DomainScorer, make_demo_dataset
-from .trainer import Trainer
-from .visualize import image_tile, sample_sheet, save_png, translation_strips
+from ..config import load_config
+from ..data import ImageFolderDataset, check_layout, iter_test_batches
+from ..formats.checkpoint import list_checkpoints
+from ..training.loop import Trainer
+from ..visualize import image_tile, save_png
+from .dataset import CUES, MANIFEST, N_TEST, N_TRAIN, DomainScorer, make_demo_dataset
 
 __all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dataset", "load_at_size",
            "translate_folder", "score_table"]
 
 DEFAULT_CONFIG = "configs/demo.yaml"
-_REPO_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+_REPO_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
 _MARKER = ".ugatit_demo"  # marks an output_dir as the demo's own (its old outputs may be replaced)
-_DEMO_MANIFEST = "demo_data.json"  # written by make_demo_dataset
 _GRID_IMAGES = 8  # images per domain on the before/after grids
 
 
@@ -111,7 +110,7 @@ def prepare_dataset(root: str | Path, size: int, n_train: int, n_test: int, seed
     demo images into someone's data.
     """
     root = Path(root)
-    manifest = root / _DEMO_MANIFEST
+    manifest = root / MANIFEST
     ours = manifest.is_file()
     empty = not root.exists() or (root.is_dir() and not any(root.iterdir()))
     if ours or empty:
@@ -205,40 +204,19 @@ def _prepare_output(out: Path) -> None:
     (out / _MARKER).write_text("output folder of ugatit_paddle.demo.run_demo; its outputs are replaced on rerun\n")
 
 
-class _TimeUp(Exception):
-    pass
-
-
-def _install_time_limit(trainer: Trainer, seconds: float | None) -> dict[str, bool]:
-    """Make ``trainer.train_step`` raise _TimeUp once ``seconds`` have passed (None: no limit)."""
+def _time_limit(seconds: float | None) -> tuple[Callable[[int], bool] | None, dict[str, bool]]:
+    """A `should_stop` callback that is true once `seconds` have passed from now (None: no callback), and the
+    record of whether it fired."""
     state = {"hit": False}
     if seconds is None:
-        return state
+        return None, state
     deadline = time.perf_counter() + seconds
-    step = trainer.train_step
 
-    def guarded(real_A: paddle.Tensor, real_B: paddle.Tensor) -> dict[str, float]:
-        if time.perf_counter() > deadline:
-            state["hit"] = True
-            raise _TimeUp
-        return step(real_A, real_B)
+    def should_stop(iteration: int) -> bool:
+        state["hit"] = state["hit"] or time.perf_counter() > deadline
+        return state["hit"]
 
-    trainer.train_step = guarded  # type: ignore[method-assign]
-    return state
-
-
-def _write_final_samples(trainer: Trainer, cfg: Config, out: Path) -> None:
-    """The sample sheets of the current iteration (what ``Trainer.train`` writes at its last iteration)."""
-    folders = check_layout(cfg.data.root)
-    n, size = cfg.train.sample_count, cfg.model.img_size
-    trainer.set_train_mode(False)
-    for name, d, source, target in (("A2B", "A", "genA2B", "genB2A"), ("B2A", "B", "genB2A", "genA2B")):
-        images = []
-        for split in ("train", "test"):
-            dataset = ImageFolderDataset(folders[f"{split}{d}"], size, train=False)
-            images += [dataset[i] for i in range(min(n, len(dataset)))]
-        strips = translation_strips(trainer.nets[source], trainer.nets[target], paddle.to_tensor(np.stack(images)))
-        save_png(sample_sheet(strips), out / "samples" / f"{name}_{trainer.iteration:07d}.png")
+    return should_stop, state
 
 
 def _grid(rows: Sequence[np.ndarray]) -> np.ndarray:
@@ -253,8 +231,8 @@ def _grid(rows: Sequence[np.ndarray]) -> np.ndarray:
 def run_demo(
     config_path: str | Path | None = DEFAULT_CONFIG,
     overrides: Sequence[str] = (),
-    n_train: int = 400,
-    n_test: int = 50,
+    n_train: int = N_TRAIN,
+    n_test: int = N_TEST,
     data_seed: int = 0,
     time_limit: float | None = None,
     verbose: bool = True,
@@ -295,31 +273,25 @@ def run_demo(
     trainer = Trainer(cfg)
     inputs, before = {}, {}
     for d, gen in (("A", "genA2B"), ("B", "genB2A")):
-        inputs[d], before[d], _ = translate_folder(trainer.nets[gen], tests[d])
+        inputs[d], before[d], _ = translate_folder(trainer.model.nets[gen], tests[d])
 
     # 3. train
     say(f"training {cfg.train.iterations} iterations; sample sheets every {cfg.train.sample_every} "
         f"in {out / 'samples'}")
-    limit = _install_time_limit(trainer, time_limit)
+    should_stop, limit = _time_limit(time_limit)
     train_start = time.perf_counter()
-    try:
-        checkpoint = trainer.train()
-    except _TimeUp:
-        say(f"\ntime limit of {time_limit:.0f} s reached at iteration {trainer.iteration}: stopping training")
-        _write_final_samples(trainer, cfg, out)
-        checkpoint = trainer.save_checkpoint()
-        say(f"checkpoint: {checkpoint}")
-    finally:
-        trainer.__dict__.pop("train_step", None)
+    checkpoint = trainer.train(should_stop=should_stop)
     train_seconds = time.perf_counter() - train_start
+    if limit["hit"]:
+        say(f"time limit of {time_limit:.0f} s reached at iteration {trainer.iteration}: training stopped")
     interrupted = "time limit" if limit["hit"] else trainer.interrupted
 
     # 4. translate, save and score the held-out test images
-    trainer.set_train_mode(False)
+    trainer.model.set_train_mode(False)
     translations = out / "demo_translations"
     after, paths = {}, {}
     for d, gen in (("A", "genA2B"), ("B", "genB2A")):
-        _, after[d], paths[d] = translate_folder(trainer.nets[gen], tests[d])
+        _, after[d], paths[d] = translate_folder(trainer.model.nets[gen], tests[d])
         name = "A2B" if d == "A" else "B2A"
         for image, path in zip(after[d], paths[d]):
             save_png(image, translations / name / f"{Path(path).stem}.png")

@@ -3,15 +3,15 @@
 A checkpoint is one `paddle.save` file (`.pdparams`) holding a dict:
 
     format: "ugatit_paddle", version: 1,
-    model_args: {img_size, ch, n_res, light, global_layers, local_layers, variant, tf_smoothing, tf_sn},
-                (files written before the variant existed lack the last three: official networks)
+    model_args: the ModelConfig fields {img_size, ch, n_res, light, global_layers, local_layers, variant,
+                tf_smoothing, tf_sn} (files written before the variant existed lack the last three: official networks),
     networks: {genA2B: {key: ndarray}, ..., disLB: {...}}      (any subset; Paddle layout)
     # training checkpoints only:
     iteration: completed iterations, config: the resolved config dict,
     optimizers: {G: adam state, D: adam state}, lr_scheduler: {...}
 
 Training draws no random numbers after initialisation except the data augmentation, which is keyed by
-(seed, sample number) (see `data.py`), so `iteration` is all the RNG state an exact resume needs.
+(seed, sample number) (see `data/images.py`), so `iteration` is all the RNG state an exact resume needs.
 
 Files are written atomically (temporary file in the same folder, fsync, rename), so an interrupted or
 failed save never damages the previous checkpoint, and read with the restricted unpickler of
@@ -25,14 +25,15 @@ import errno
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import paddle
 
-from .models import NETWORKS, ModelArgs
+from ..config import ModelConfig
+from ..models import GENERATORS, NETWORKS, build_networks
 from .safe_pickle import CheckpointFormatError, UnsafePickleError, load_paddle_file
 
 FORMAT, VERSION = "ugatit_paddle", 1
@@ -55,9 +56,9 @@ def to_numpy(obj: Any) -> Any:
     return obj
 
 
-def model_payload(args: ModelArgs, networks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def model_payload(model: ModelConfig, networks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The part every checkpoint has: format tag, architecture and network weights (numpy)."""
-    return {"format": FORMAT, "version": VERSION, "model_args": dataclasses.asdict(args),
+    return {"format": FORMAT, "version": VERSION, "model_args": dataclasses.asdict(model),
             "networks": {name: to_numpy(dict(state)) for name, state in networks.items()}}
 
 
@@ -104,13 +105,14 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
-def model_args_of(payload: Mapping[str, Any]) -> ModelArgs:
-    return ModelArgs(**payload["model_args"])
+def model_config_of(payload: Mapping[str, Any]) -> ModelConfig:
+    """The architecture a checkpoint was written for."""
+    return ModelConfig(**payload["model_args"])
 
 
-def save_model(path: str | os.PathLike[str], args: ModelArgs, networks: Mapping[str, Mapping[str, Any]]) -> Path:
+def save_model(path: str | os.PathLike[str], model: ModelConfig, networks: Mapping[str, Mapping[str, Any]]) -> Path:
     """Write network weights only (what the converter and `export` produce)."""
-    return save(model_payload(args, networks), path)
+    return save(model_payload(model, networks), path)
 
 
 def load_networks(nets: Mapping[str, paddle.nn.Layer], payload: Mapping[str, Any], path: str = "checkpoint",
@@ -129,7 +131,7 @@ def load_networks(nets: Mapping[str, paddle.nn.Layer], payload: Mapping[str, Any
             continue
         problems = mismatches(stored[name], {k: tuple(v.shape) for k, v in net.state_dict().items()})
         if problems:
-            raise CheckpointError(f"{path} does not fit this model: it holds {model_args_of(payload)}; "
+            raise CheckpointError(f"{path} does not fit this model: it holds {model_config_of(payload)}; "
                                   f"{name}: {problems}")
     _set_states(nets, stored, path)
 
@@ -159,6 +161,19 @@ def paddle_dtype_name(dtype: Any) -> str:
     """paddle.float32 / VarType.FP32 / DataType.FLOAT32 -> 'float32' (Paddle 2.6 and 3.x spell them differently)."""
     name = str(dtype).lower().rsplit(".", 1)[-1]
     return {"fp32": "float32", "fp64": "float64", "fp16": "float16", "bf16": "bfloat16"}.get(name, name)
+
+
+def load_generators(path: str | os.PathLike[str], names: Sequence[str] = GENERATORS) -> tuple[ModelConfig, dict[str, paddle.nn.Layer]]:
+    """Build only the networks `names` (e.g. one generator) with the architecture stored in the checkpoint at
+    `path` and load their weights (eval mode). Raises CheckpointError for a missing/unreadable file or missing
+    weights."""
+    payload = load(path)
+    model = model_config_of(payload)
+    nets = build_networks(model, tuple(names))
+    load_networks(nets, payload, str(path), required=tuple(names))
+    for net in nets.values():
+        net.eval()
+    return model, nets
 
 
 def mismatches(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], limit: int = 5) -> str:

@@ -1,4 +1,4 @@
-"""Tests for ugatit_paddle.torch_format (torch checkpoints without torch).
+"""Tests for ugatit_paddle.formats.torch_pickle, torch_writer and torchscript (torch checkpoints without torch).
 
 Tests that need real PyTorch call ``pytest.importorskip("torch")`` themselves, so the rest
 (hand-built files, malicious files, round trips) also runs where torch is not installed.
@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ugatit_paddle.safe_pickle import UnsafePickleError
-from ugatit_paddle.torch_format import (
-    TorchFormatError,
-    load_torch,
-    load_torchscript_params,
-    save_torch,
-)
+from ugatit_paddle.formats.safe_pickle import UnsafePickleError
+from ugatit_paddle.formats.torch_pickle import TorchFormatError, load_torch
+from ugatit_paddle.formats.torch_writer import save_torch
+from ugatit_paddle.formats.torchscript import load_torchscript_params
 
 MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -131,36 +128,11 @@ def _sample_state() -> dict[str, object]:
             "int_keys": {0: np.ones(2, np.float32), 1: "y"}}
 
 
-def _assert_same(a: object, b: object, path: str = "obj") -> None:
-    if isinstance(b, np.ndarray):
-        assert isinstance(a, np.ndarray), path
-        assert a.dtype == b.dtype and a.shape == b.shape, (path, a.dtype, b.dtype)
-        assert np.array_equal(a, b), path
-        assert a.flags.c_contiguous, path
-        return
-    if isinstance(b, np.generic):  # save_torch stores numpy scalars as 0-d tensors
-        b = np.asarray(b)
-        assert isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == (), path
-        assert a == b, path
-        return
-    assert type(a) is type(b), (path, type(a), type(b))
-    if isinstance(b, dict):
-        assert list(a) == list(b), path
-        for k in b:
-            _assert_same(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(b, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
-
-
-def test_save_torch_load_torch_round_trip_exact(tmp_path: Path) -> None:
+def test_save_torch_load_torch_round_trip_exact(tmp_path: Path, assert_same) -> None:
     obj = _sample_state()
     save_torch(obj, tmp_path / "ckpt.pt")
     loaded = load_torch(tmp_path / "ckpt.pt")
-    _assert_same(loaded, obj)
+    assert_same(loaded, obj, torch_file=True)
     assert type(loaded["genA2B"]) is collections.OrderedDict
     assert type(loaded["plain"]) is dict
 
@@ -454,7 +426,7 @@ def _torch_state_dict() -> collections.OrderedDict:
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
-def test_real_torch_checkpoints_load_equal(tmp_path: Path, zip_format: bool) -> None:
+def test_real_torch_checkpoints_load_equal(tmp_path: Path, zip_format: bool, assert_same) -> None:
     torch = pytest.importorskip("torch")
     sd = _torch_state_dict()
     path = tmp_path / "ckpt.pt"
@@ -462,7 +434,7 @@ def test_real_torch_checkpoints_load_equal(tmp_path: Path, zip_format: bool) -> 
                _use_new_zipfile_serialization=zip_format)
     out = load_torch(path)
     expected = _torch_to_numpy(torch.load(path, weights_only=True))
-    _assert_same(out, expected)
+    assert_same(out, expected, torch_file=True)
     assert type(out["genA2B"]) is collections.OrderedDict
     assert not hasattr(out["genA2B"], "_metadata")
     assert out["genA2B"]["bf16"].dtype == np.float32
@@ -487,7 +459,7 @@ def test_real_torch_parameters_and_odd_values(tmp_path: Path) -> None:
     assert [a.shape for a in out["params"]] == [(2, 2), (2,)]
 
 
-def test_save_torch_loads_in_real_torch(tmp_path: Path) -> None:
+def test_save_torch_loads_in_real_torch(tmp_path: Path, assert_same) -> None:
     torch = pytest.importorskip("torch")
     obj = _sample_state()
     save_torch(obj, tmp_path / "ours.pt")
@@ -495,7 +467,7 @@ def test_save_torch_loads_in_real_torch(tmp_path: Path) -> None:
     assert type(loaded["genA2B"]) is collections.OrderedDict
     assert all(isinstance(v, torch.Tensor) for v in loaded["genA2B"].values())
     assert loaded["genA2B"]["bool"].dtype == torch.bool
-    _assert_same(_torch_to_numpy(loaded), obj)
+    assert_same(_torch_to_numpy(loaded), obj, torch_file=True)
     mapped = torch.load(tmp_path / "ours.pt", weights_only=True, mmap=True)
     np.testing.assert_array_equal(mapped["genA2B"]["conv.weight"].numpy(),
                                   obj["genA2B"]["conv.weight"])

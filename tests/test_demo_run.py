@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ugatit_paddle.data import DataError
-from ugatit_paddle.demo import DemoError, run_demo
+from ugatit_paddle.demo.run import DemoError, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo.yaml"

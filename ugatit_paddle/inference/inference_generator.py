@@ -33,9 +33,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .generator import N_DOWNSAMPLING, Generator, ResnetAdaILNBlock, ResnetBlock
-from .layers import NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D
-from .norms import EPS, ILN
+from ..models.generator import N_DOWNSAMPLING, Generator, ResnetAdaILNBlock, ResnetBlock
+from ..models.layers import NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D
+from ..models.norms import EPS, ILN
 
 
 def reflection_pad(x: paddle.Tensor, p: int) -> paddle.Tensor:

@@ -1,0 +1,79 @@
+"""The training step: schedule, fakes reuse, non-finite losses, state round trip, loss terms."""
+
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import pytest
+
+from ugatit_paddle.config import config_from_dict
+from ugatit_paddle.training.ugatit import UGATIT, HalfLinearDecay, NonFiniteLossError
+
+
+def _batches() -> tuple[paddle.Tensor, paddle.Tensor]:
+    x = paddle.uniform([1, 3, 128, 128], min=-1, max=1, seed=3)
+    y = paddle.uniform([1, 3, 128, 128], min=-1, max=1, seed=4)
+    return x, y
+
+
+def test_learning_rate_schedule_is_the_official_one():
+    schedule = HalfLinearDecay(1e-4, iterations=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(schedule.last_lr)
+        schedule.step()
+    official = [1e-4 - (1e-4 / 5) * max(0, step - 5) for step in range(1, 11)]  # UGATIT.train, per step
+    np.testing.assert_allclose(lrs, official, atol=1e-12)
+    assert HalfLinearDecay(1e-4, 10, decay=False).get_lr() == 1e-4
+
+
+def test_reusing_fakes_gives_the_official_losses(tmp_path, tiny_config):
+    x, y = _batches()
+    losses = {}
+    for reuse in (True, False):
+        model = UGATIT(config_from_dict(tiny_config(tmp_path, train={"reuse_fakes": reuse})))
+        model.set_train_mode(True)
+        losses[reuse] = [model.step(x, y) for _ in range(2)]
+    for a, b in zip(losses[True], losses[False]):
+        for key in ("D/total", "G/total"):
+            assert abs(a[key] - b[key]) <= 1e-5 * abs(b[key])
+
+
+def test_step_returns_the_weighted_terms_and_advances(tmp_path, tiny_config):
+    cfg = config_from_dict(tiny_config(tmp_path, loss={"cam_weight": 500.0}))
+    model = UGATIT(cfg)
+    model.set_train_mode(True)
+    terms = model.step(*_batches())
+    assert model.iteration == 1 and all(np.isfinite(v) for v in terms.values())
+    assert terms["D/total"] == pytest.approx(terms["D/A"] + terms["D/B"], rel=1e-5)
+    assert terms["G/total"] == pytest.approx(terms["G/A"] + terms["G/B"], rel=1e-5)
+    w = cfg.loss
+    for d in "AB":  # the loss weights of the config, nowhere else
+        expected = (w.adv_weight * (terms[f"G/adv_{d}"] + terms[f"G/adv_cam_{d}"]) + w.cycle_weight * terms[f"G/cycle_{d}"]
+                    + w.identity_weight * terms[f"G/identity_{d}"] + w.cam_weight * terms[f"G/cam_{d}"])
+        assert terms[f"G/{d}"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_state_round_trip_continues_identically(tmp_path, tiny_config):
+    cfg = config_from_dict(tiny_config(tmp_path, train={"iterations": 4}))
+    x, y = _batches()
+    first = UGATIT(cfg)
+    first.set_train_mode(True)
+    first.step(x, y)
+    state = first.state()
+    copy = UGATIT(cfg)
+    copy.load_state(state)
+    copy.set_train_mode(True)
+    assert copy.iteration == 1 and copy.lr_schedule.last_lr == first.lr_schedule.last_lr
+    assert first.step(x, y) == copy.step(x, y)
+
+
+def test_non_finite_loss_names_the_iteration_and_term(tmp_path, tiny_config):
+    model = UGATIT(config_from_dict(tiny_config(tmp_path)))
+    w = model.nets["disLA"].conv1x1.weight
+    w.set_value(paddle.full(w.shape, float("nan")))
+    before = model.nets["genA2B"].state_dict()["gamma.weight"].numpy().copy()
+    with pytest.raises(NonFiniteLossError, match=r"iteration 1: D/A=nan"):
+        model.step(*_batches())
+    np.testing.assert_array_equal(model.nets["genA2B"].state_dict()["gamma.weight"].numpy(), before)
+    assert model.iteration == 0

@@ -1,0 +1,2 @@
+"""Training U-GAT-IT: the paper's objectives (`losses`), one optimisation step of the six networks (`ugatit`) and
+the loop around it (`loop`: data, resume, logging, samples, checkpoints, signals, data parallel, callbacks)."""
