@@ -9,11 +9,13 @@ Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits; --resume continues exac
 Data parallel over N processes (GPUs, or CPU processes with gloo), train.batch_size images per process:
     python -m paddle.distributed.launch --nproc_per_node N tools/train.py -c configs/selfie2anime.yaml
 train.amp=true (mixed precision) needs a GPU; on a CPU it is refused with exit status 2.
+One run per output_dir: a second run on a folder in use stops at once with exit status 2, naming the process.
 CPU defaults (threads, MKL path on AMD, malloc) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 130 stopped by SIGINT, 2 bad configuration, 1 other errors.
 """
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -27,6 +29,7 @@ configure_cpu()
 from ugatit_paddle.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
+from ugatit_paddle.run_lock import RunLockedError, run_lock
 from ugatit_paddle.trainer import NonFiniteLossError, Trainer
 
 
@@ -50,7 +53,12 @@ def main() -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     try:
-        trainer.train(resume=a.resume, stop_after=a.stop_after)
+        # rank 0 holds the output folder's lock for the job (the other ranks write nothing there)
+        with run_lock(cfg.output_dir) if trainer.rank == 0 else contextlib.nullcontext():
+            trainer.train(resume=a.resume, stop_after=a.stop_after)
+    except RunLockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (DataError, CheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
