@@ -55,7 +55,8 @@ class ModelConfig:
 class DataConfig:
     """Dataset location and loading."""
 
-    root: str = "dataset/selfie2anime"  # folder holding trainA, trainB, testA, testB
+    root: str = "dataset/selfie2anime"  # folder holding trainA, trainB, testA, testB; or a .zip of them
+    cache_dir: str = "work/datasets"  # where a zip data.root is extracted (once, reused while the zip is unchanged)
     num_workers: int = 2  # DataLoader worker processes per domain (0 = load in the main process)
     use_shared_memory: bool = True  # pass batches from workers through /dev/shm
     strict: bool = False  # raise on an unreadable image instead of skipping it with a warning
@@ -296,6 +297,8 @@ def _range_errors(cfg: Config) -> list[str]:
         errors.append("config key 'output_dir' must not be empty")
     if not cfg.data.root.strip():
         errors.append("config key 'data.root' must not be empty")
+    if not cfg.data.cache_dir.strip():
+        errors.append("config key 'data.cache_dir' must not be empty")
     positive = {
         "model": ("img_size", "ch", "n_res", "global_layers", "local_layers"),
         "train": ("iterations", "batch_size", "save_every", "keep_checkpoints", "log_every",
