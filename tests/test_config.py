@@ -194,7 +194,7 @@ def test_round_trip(tmp_path):
 def test_format_config_lists_every_key():
     text = format_config(Config())
     assert "model.img_size" in text and "256" in text and "loss.cam_weight" in text
-    assert len(text.splitlines()) == 31
+    assert len(text.splitlines()) == 33
 
 
 def test_shipped_configs_load():

@@ -8,6 +8,8 @@ A checkpoint is one `paddle.save` file (`.pdparams`) holding a dict:
     # training checkpoints only:
     iteration: completed iterations, config: the resolved config dict,
     optimizers: {G: adam state, D: adam state}, lr_scheduler: {...}
+    # generator files (`save_generators`: for sharing and deployment) only:
+    kind: "generators", networks: {genA2B, genB2A} (float32 or float16), iteration (when known)
 
 Training draws no random numbers after initialisation except the data augmentation, which is keyed by
 (seed, sample number) (see `data.py`), so `iteration` is all the RNG state an exact resume needs.
@@ -30,11 +32,13 @@ from typing import Any
 import numpy as np
 import paddle
 
-from .models import NETWORKS, ModelArgs
+from .models import GENERATORS, NETWORKS, ModelArgs
 from .safe_pickle import CheckpointFormatError, UnsafePickleError, load_paddle_file
 
 FORMAT, VERSION = "ugatit_paddle", 1
 CHECKPOINT_DIR = "checkpoints"
+GENERATORS_DIR = "generators"  # train.save_generators_every writes generator files here
+GENERATOR_DTYPES = ("float32", "float16")
 _NAME = re.compile(r"^iter_(\d{7,})\.pdparams$")
 
 
@@ -106,6 +110,45 @@ def model_args_of(payload: Mapping[str, Any]) -> ModelArgs:
     return ModelArgs(**payload["model_args"])
 
 
+def save_generators(path: str | os.PathLike[str], args: ModelArgs, networks: Mapping[str, Any],
+                    dtype: str = "float32", iteration: int | None = None) -> Path:
+    """Write the two generators only (a third of a training checkpoint of the full model, a few percent of a
+    light one; float16 halves that): what `Translator`, predict.py, test.py and export_model.py need.
+
+    `networks` maps at least genA2B and genB2A to layers or state dicts; the others are ignored."""
+    if dtype not in GENERATOR_DTYPES:
+        raise CheckpointError(f"generator file dtype must be one of {', '.join(GENERATOR_DTYPES)}, got {dtype!r}")
+    missing = [n for n in GENERATORS if n not in networks]
+    if missing:
+        raise CheckpointError(f"cannot write a generator file without {', '.join(missing)}")
+    states = {}
+    for name in GENERATORS:
+        state = networks[name]
+        state = to_numpy(dict(state.state_dict() if isinstance(state, paddle.nn.Layer) else state))
+        states[name] = {k: np.asarray(v).astype(dtype) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
+                        for k, v in state.items()}
+    payload = model_payload(args, states)
+    payload["kind"] = "generators"
+    if iteration is not None:
+        payload["iteration"] = int(iteration)
+    return save(payload, path)
+
+
+def extract_generators(checkpoint_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
+                       dtype: str = "float32") -> Path:
+    """The generator file (see `save_generators`) of any project checkpoint."""
+    payload = load(checkpoint_path)
+    missing = [n for n in GENERATORS if n not in payload["networks"]]
+    if missing:
+        raise CheckpointError(f"{checkpoint_path} has no weights for {', '.join(missing)}")
+    return save_generators(output_path, model_args_of(payload), payload["networks"], dtype, payload.get("iteration"))
+
+
+def generators_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
+    """Where `train.save_generators_every` writes the generator file of `iteration`."""
+    return Path(output_dir) / GENERATORS_DIR / f"iter_{iteration:07d}.pdparams"
+
+
 def save_model(path: str | os.PathLike[str], args: ModelArgs, networks: Mapping[str, Mapping[str, Any]]) -> Path:
     """Write network weights only (what the converter and `export` produce)."""
     return save(model_payload(args, networks), path)
@@ -129,7 +172,12 @@ def load_networks(nets: Mapping[str, paddle.nn.Layer], payload: Mapping[str, Any
         if problems:
             raise CheckpointError(f"{path} does not fit this model: it holds {model_args_of(payload)}; "
                                   f"{name}: {problems}")
-        net.set_state_dict({k: np.asarray(v) for k, v in stored[name].items()})
+        net.set_state_dict({k: _widened(np.asarray(v)) for k, v in stored[name].items()})
+
+
+def _widened(array: np.ndarray) -> np.ndarray:
+    """float16 weights (a `--dtype float16` generator file) as float32, the dtype the networks compute in."""
+    return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
 def mismatches(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], limit: int = 5) -> str:
@@ -147,9 +195,10 @@ def checkpoint_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
     return Path(output_dir) / CHECKPOINT_DIR / f"iter_{iteration:07d}.pdparams"
 
 
-def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """(iteration, path) of the training checkpoints in `output_dir`, oldest first."""
-    folder = Path(output_dir) / CHECKPOINT_DIR
+def list_checkpoints(output_dir: str | os.PathLike[str], folder: str = CHECKPOINT_DIR) -> list[tuple[int, Path]]:
+    """(iteration, path) of the training checkpoints (or, folder=GENERATORS_DIR, generator files) in
+    `output_dir`, oldest first."""
+    folder = Path(output_dir) / folder
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
@@ -161,7 +210,7 @@ def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
     return found[-1][1] if found else None
 
 
-def prune(output_dir: str | os.PathLike[str], keep: int) -> None:
-    """Delete all but the `keep` newest training checkpoints."""
-    for _, path in list_checkpoints(output_dir)[:-keep]:
+def prune(output_dir: str | os.PathLike[str], keep: int, folder: str = CHECKPOINT_DIR) -> None:
+    """Delete all but the `keep` newest training checkpoints (or generator files, folder=GENERATORS_DIR)."""
+    for _, path in list_checkpoints(output_dir, folder)[:-keep]:
         path.unlink(missing_ok=True)
