@@ -23,6 +23,8 @@ def test_run_benchmark_reports_every_figure(tmp_path):
     assert result["train_sec_per_iter"] == result["train_sec_per_iter_reuse_on"]  # the configured setting
     assert isinstance(result["infer_exported_sec_per_image"], float)  # plain Paddle Inference always works
     assert "infer_exported_onednn_sec_per_image" in result  # a time, or the reason it failed
+    onnx = result["infer_exported_onnxruntime_sec_per_image"]  # a time when paddle2onnx/onnxruntime are installed
+    assert isinstance(onnx, float) or onnx.startswith("unavailable: "), onnx
     assert cfg.train.reuse_fakes is True  # the interleaving restored the setting
     text = format_result(result)
     assert "reuse_fakes on" in text and "peak memory" in text

@@ -5,8 +5,8 @@
     python tools/benchmark.py -c configs/selfie2anime_light.yaml -o model.ch=32 -o model.img_size=128 --profile
 
 Reports seconds per training iteration with train.reuse_fakes on and off (interleaved, same networks) and
-their ratio, images per second, generator inference latency (eager, and exported to Paddle Inference with
-and without oneDNN) and the peak memory (resident set on CPU, allocator peak on GPU). --json prints one line.
+their ratio, images per second, generator inference latency (eager, exported to Paddle Inference with
+and without oneDNN, and to ONNX Runtime when paddle2onnx and onnxruntime are installed) and the peak memory (resident set on CPU, allocator peak on GPU). --json prints one line.
 --profile instead prints paddle.profiler's summary of --iters training iterations: where the time goes, op by op.
 CPU defaults (threads, MKL path, allocator) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 2 bad configuration.
@@ -33,7 +33,8 @@ def main() -> int:
                         help="override a config value, e.g. -o model.ch=32 (repeatable)")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per setting (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
-    parser.add_argument("--no-export", action="store_true", help="skip the exported-model (Paddle Inference) timing")
+    parser.add_argument("--no-export", action="store_true",
+                        help="skip the exported-model (Paddle Inference, ONNX Runtime) timing")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     parser.add_argument("--profile", action="store_true",
                         help="print paddle.profiler's operator summary of --iters training iterations instead")

@@ -6,8 +6,9 @@
   iteration on the same networks (same kernels, same machine load), and the speed-up of on: the median of
   off/on over the pairs of neighbouring iterations ("off" is the official iteration: fakes recomputed for
   the G step, D backward through the generators);
-- generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, and through
-  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.export`) with and without oneDNN;
+- generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, through
+  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.export`) with and without oneDNN,
+  and through ONNX Runtime (`ugatit_paddle.onnx_export`, when paddle2onnx and onnxruntime are installed);
 - peak memory of training with the configured `train.reuse_fakes`: the process's peak resident set size
   on CPU (`resource.getrusage`), the allocator's peak on GPU; read after the warm-up iterations of that
   setting alone, before anything else runs.
@@ -110,8 +111,9 @@ def time_eager_inference(generator: paddle.nn.Layer, image: paddle.Tensor, iters
 
 def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int,
                             warmup: int) -> dict[str, float | str]:
-    """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn");
-    a value is the reason instead when that path is not available."""
+    """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn"),
+    and through ONNX Runtime ("exported_onnxruntime"); a value is the reason instead when that path is not
+    available."""
     try:
         from .export import InferenceModel, export_generator
     except ImportError as e:  # the export module is optional for the benchmark
@@ -127,7 +129,26 @@ def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np
                 results[key] = statistics.median(times)
             except Exception as e:  # report, do not abort the benchmark (e.g. an op oneDNN cannot run)
                 results[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        results["exported_onnxruntime"] = _time_onnxruntime(generator, img_size, image, iters, warmup, threads,
+                                                            os.path.join(folder, "model.onnx"))
     return results
+
+
+def _time_onnxruntime(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int, warmup: int,
+                      threads: int, path: str) -> float | str:
+    """Median seconds per image of the generator exported to ONNX and run by ONNX Runtime (`threads` intra-op
+    threads), or why not."""
+    try:
+        from .onnx_export import OnnxModel, OnnxUnavailableError, export_onnx
+    except ImportError as e:
+        return f"unavailable: {e}"
+    try:
+        model = OnnxModel(export_onnx(generator, img_size, path, "A2B"), threads=threads)
+        return statistics.median([_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:])
+    except OnnxUnavailableError as e:
+        return f"unavailable: {e}"
+    except Exception as e:  # report, do not abort the benchmark
+        return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
 @contextlib.contextmanager
@@ -220,8 +241,9 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(f"  reuse_fakes on {result['train_sec_per_iter_reuse_on']:.3f} s, off "
                  f"{result['train_sec_per_iter_reuse_off']:.3f} s: on is {result['reuse_fakes_speedup']:.2f}x faster")
     lines.append(f"inference (generator, batch 1): eager {result['infer_sec_per_image'] * 1000:.1f} ms/image")
-    for key, label in (("infer_exported_sec_per_image", "exported"), ("infer_exported_onednn_sec_per_image",
-                                                                      "exported + oneDNN")):
+    for key, label in (("infer_exported_sec_per_image", "Paddle Inference"),
+                       ("infer_exported_onednn_sec_per_image", "Paddle Inference + oneDNN"),
+                       ("infer_exported_onnxruntime_sec_per_image", "ONNX Runtime")):
         if key in result:
             value = result[key]
             text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value
