@@ -4,6 +4,7 @@ and taken by Translator, predict.py, test.py and export_model.py like a checkpoi
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,9 @@ def test_predict_test_and_export_take_a_generator_file(tmp_path, data_root):
     assert _tool("predict").main(["--checkpoint", str(gen), "--input", str(data_root / "testA"),
                                   "--output", str(tmp_path / "pred")]) == 0
     assert len(list((tmp_path / "pred").glob("*.png"))) == 2
-    assert _tool("test").main(["-o", f"data.root={data_root}", "-o", f"output_dir={tmp_path / 'run'}",
-                               "--checkpoint", str(gen)]) == 0
+    archive = shutil.make_archive(str(tmp_path / "dataset"), "zip", data_root)  # test.py takes a zip data.root
+    assert _tool("test").main(["-o", f"data.root={archive}", "-o", f"data.cache_dir={tmp_path / 'cache'}",
+                               "-o", f"output_dir={tmp_path / 'run'}", "--checkpoint", str(gen)]) == 0
     assert Image.open(next((tmp_path / "run" / "test" / "B2A").glob("*.png"))).size == (64, 64)
     assert _tool("export_model").main(["--checkpoint", str(gen), "--output", str(tmp_path / "exported")]) == 0
 
