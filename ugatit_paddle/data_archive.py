@@ -23,7 +23,9 @@ import os
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .data import DOMAIN_FOLDERS, DataError
 
@@ -42,7 +44,7 @@ def is_archive(root: str | os.PathLike[str]) -> bool:
 
 
 def resolve_data_root(root: str | os.PathLike[str], cache_dir: str | os.PathLike[str],
-                      max_bytes: int = DEFAULT_MAX_BYTES, log=print) -> Path:
+                      max_bytes: int = DEFAULT_MAX_BYTES, log: Callable[[str], Any] = print) -> Path:
     """The dataset folder for `data.root`: `root` itself unless it is a zip file, else its (cached)
     extraction's dataset folder; `log` gets one line when extracting or reusing."""
     root = Path(root)
