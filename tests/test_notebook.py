@@ -75,6 +75,8 @@ async def _run(tmp_path: Path, data_root: Path) -> dict:
             from pathlib import Path
             from IPython.display import Image, display
             display(Image(filename=str(sorted(Path({str(interrupted)!r}, "samples").glob("A2B_*.png"))[-1])))
+            from ugatit_paddle.progress import in_notebook, make_progress
+            print("notebook progress:", in_notebook(), type(make_progress(0, 2, 1)).__name__)
         """),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
@@ -118,6 +120,7 @@ def test_train_interrupt_resume_and_show_samples_in_a_kernel(tmp_path, data_root
     b = _weights(checkpoint.latest_checkpoint(result["interrupted"]))
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-6  # as tools/train.py --resume (test_faults)
 
+    assert "notebook progress: True BarProgress" in _text(nb.cells[3])  # the tqdm.auto bar, not plain lines
     images = [o for o in nb.cells[3].outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1
     png = base64.b64decode(images[0]["data"]["image/png"])

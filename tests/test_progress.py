@@ -71,3 +71,14 @@ def test_redirected_stderr_gets_lines(tmp_path):
 def test_format_duration():
     assert format_duration(12345.6) == "3:25:46"
     assert format_duration(2 * 86400 + 61) == "2d 00:01:01"
+
+
+def test_notebook_gets_the_auto_bar(monkeypatch):
+    import tqdm.auto
+
+    from ugatit_paddle import progress
+
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    reporter = progress.make_progress(0, 4, 2, stream=io.StringIO())  # even with a non-terminal stream
+    assert isinstance(reporter, BarProgress) and isinstance(reporter.bar, tqdm.auto.tqdm)
+    reporter.close()
