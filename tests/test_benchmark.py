@@ -25,13 +25,16 @@ def test_run_benchmark_reports_every_figure(tmp_path, tiny_config):
     assert result["train_sec_per_iter"] == result["train_sec_per_iter_reuse_on"]  # the configured setting
     assert isinstance(result["infer_exported_sec_per_image"], float)  # plain Paddle Inference always works
     assert "infer_exported_onednn_sec_per_image" in result  # a time, or the reason it failed
+    onnx = result["infer_exported_onnxruntime_sec_per_image"]  # a time when paddle2onnx/onnxruntime are installed
+    assert isinstance(onnx, float) or onnx.startswith("unavailable: "), onnx
     assert cfg.train.reuse_fakes is True  # the interleaving restored the setting
     table = format_markdown(result, "python tools/benchmark.py --iters 1").splitlines()
     assert "(`python tools/benchmark.py --iters 1`)" in table[0] and table[2:4] == ["| measure | value |", "|---|---|"]
     rows = {cells[0].strip(): cells[1].strip() for cells in (line.strip("|").split("|") for line in table[4:])}
     assert rows["training, reuse_fakes on (configured)"].startswith(f"{result['train_sec_per_iter']:.3f} s/iteration")
     assert rows["reuse_fakes speed-up (median of paired off/on)"] == f"{result['reuse_fakes_speedup']:.2f}x"
-    assert {"generator inference, batch 1, exported", "peak memory, training"} <= rows.keys()
+    assert {"generator inference, batch 1, Paddle Inference", "generator inference, batch 1, ONNX Runtime",
+            "peak memory, training"} <= rows.keys()
 
 
 def test_tool_prints_one_json_line(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 from ugatit_paddle.formats import checkpoint
 from ugatit_paddle.training.loop import STOPPED_BY_CALLBACK, Trainer
+from ugatit_paddle.training.run_lock import RunLockedError, run_lock
 from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,10 +82,9 @@ def test_should_stop_ends_with_samples_and_a_checkpoint(tmp_path, data_root, tin
 
 def test_progress_reporter_sees_every_iteration(tmp_path, data_root, tiny_config):
     class Recorder:
-        def start(self, iteration, end):
-            self.calls = [("start", iteration, end)]
+        calls: list = []
 
-        def update(self, iteration, terms, seconds):
+        def update(self, iteration, terms):
             self.calls.append(("update", iteration, sorted(terms)[:2]))
 
         def close(self):
@@ -92,7 +93,7 @@ def test_progress_reporter_sees_every_iteration(tmp_path, data_root, tiny_config
     recorder = Recorder()
     trainer = Trainer.from_dict(tiny_config(tmp_path, data={"root": str(data_root)}, train={"iterations": 2}))
     trainer.train(progress=recorder)
-    assert recorder.calls == [("start", 0, 2), ("update", 1, ["D/A", "D/B"]), ("update", 2, ["D/A", "D/B"]),
+    assert recorder.calls == [("update", 1, ["D/A", "D/B"]), ("update", 2, ["D/A", "D/B"]),
                               ("close",)]
 
 
@@ -103,3 +104,33 @@ def test_bad_config_exits_2_and_writes_nothing(tmp_path):
     assert run.returncode == 2
     assert "did you mean 'model.img_size'" in run.stderr and "Traceback" not in run.stderr
     assert not out.exists()
+
+
+def test_log_file_zip_dataset_and_generator_files(tmp_path, data_root):
+    """`train.py ... > train.log 2>&1` on a zip data.root: plain progress lines, the zip extracted once into
+    data.cache_dir, generator files every train.save_generators_every iterations."""
+    archive = shutil.make_archive(str(tmp_path / "dataset"), "zip", data_root)
+    out, log = tmp_path / "run", tmp_path / "train.log"
+    small = {"model.img_size": 64, "model.ch": 4, "model.n_res": 1, "model.light": "true", "model.global_layers": 5,
+             "model.local_layers": 3, "data.num_workers": 0, "train.iterations": 4, "train.save_every": 1000,
+             "train.sample_every": 1000, "train.sample_count": 1, "train.log_every": 2,
+             "train.save_generators_every": 2, "output_dir": out, "data.root": archive,
+             "data.cache_dir": tmp_path / "cache"}
+    with open(log, "w") as f:
+        run = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"),
+                              *(a for k, v in small.items() for a in ("-o", f"{k}={v}"))],
+                             stdout=f, stderr=subprocess.STDOUT, text=True)
+    text = log.read_text()
+    assert run.returncode == 0, text[-2000:]
+    assert "\r" not in text and "extracting" in text
+    lines = [line for line in text.splitlines() if line.startswith("iter ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"] and "s/it" in lines[0] and "ETA" in lines[0]
+    assert [i for i, _ in checkpoint.list_checkpoints(out, checkpoint.GENERATORS_DIR)] == [2, 4]
+
+
+def test_train_refuses_an_output_dir_in_use(tmp_path, data_root, tiny_config):
+    cfg = tiny_config(tmp_path, data={"root": str(data_root)}, train={"iterations": 1})
+    with run_lock(cfg["output_dir"]):
+        with pytest.raises(RunLockedError, match="in use"):
+            Trainer.from_dict(cfg).train()
+    assert Trainer.from_dict(cfg).train().name == "iter_0000001.pdparams"

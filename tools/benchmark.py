@@ -5,9 +5,10 @@
     python tools/benchmark.py -c configs/selfie2anime_light.yaml -o model.ch=32 -o model.img_size=128 --profile
 
 Reports seconds per training iteration with train.reuse_fakes on and off (interleaved, same networks) and
-their ratio, images per second, generator inference latency (eager, and exported to Paddle Inference with
-and without oneDNN) and the peak memory (resident set on CPU, allocator peak on GPU), as a Markdown table
-(the default, --markdown; ready to paste into the README with the command that made it) or one JSON line (--json).
+their ratio, images per second, generator inference latency (eager; exported to Paddle Inference with
+and without oneDNN, and to ONNX Runtime when paddle2onnx and onnxruntime are installed) and the peak memory
+(resident set on CPU, allocator peak on GPU), as a Markdown table (the default, --markdown; ready to paste into
+the README with the command that made it) or one JSON line (--json).
 --profile instead prints paddle.profiler's summary of --iters training iterations: where the time goes, op by op.
 CPU defaults (threads, MKL path, allocator) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 2 bad configuration.
@@ -36,7 +37,8 @@ def main() -> int:
                         help="override a config value, e.g. -o model.ch=32 (repeatable)")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per setting (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
-    parser.add_argument("--no-export", action="store_true", help="skip the exported-model (Paddle Inference) timing")
+    parser.add_argument("--no-export", action="store_true",
+                        help="skip the exported-model (Paddle Inference, ONNX Runtime) timing")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--markdown", action="store_true", help="print a Markdown table (the default)")
     output.add_argument("--json", action="store_true", help="print the figures as one JSON line")

@@ -7,7 +7,7 @@
 For each input <testA>/<rel>.<ext> it writes <out>/A2B/<rel>.png (the translation) and
 <out>/A2B/strips/<rel>.png (the official 7-tile strip: real, CAM, identity, CAM, translation, CAM, cycle);
 likewise B2A for testB. <out> is <output_dir>/test unless --output is given. The architecture comes from
-the checkpoint; the config supplies data.root and output_dir.
+the checkpoint; the config supplies data.root (a folder or a .zip) and output_dir.
 Exit status: 0 done, 2 bad configuration, 1 other errors (no checkpoint, missing data, ...).
 """
 
@@ -25,6 +25,7 @@ configure_cpu()
 from ugatit_paddle.formats.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
+from ugatit_paddle.data.archive import resolve_data_root
 from ugatit_paddle.inference.translate import STRIPS_DIR, translate_test_set
 
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.output) if a.output else Path(cfg.output_dir) / "test"
     print(f"checkpoint: {ckpt}")
     try:
-        results = translate_test_set(ckpt, cfg.data.root, out, batch_size=a.batch_size)
+        data_root = resolve_data_root(cfg.data.root, cfg.data.cache_dir)  # a zip is extracted once
+        results = translate_test_set(ckpt, data_root, out, batch_size=a.batch_size)
     except (CheckpointError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits; --resume continues exac
 Data parallel over N processes (GPUs, or CPU processes with gloo), train.batch_size images per process:
     python -m paddle.distributed.launch --nproc_per_node N tools/train.py -c configs/selfie2anime.yaml
 train.amp=true (mixed precision) needs a GPU; on a CPU it is refused with exit status 2.
+One run per output_dir: a second run on a folder in use stops at once with exit status 2, naming the process.
 CPU defaults (threads, MKL path on AMD, malloc) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 130 stopped by SIGINT, 2 bad configuration, 1 other errors.
 """
@@ -28,6 +29,7 @@ from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
 from ugatit_paddle.training.loop import Trainer
+from ugatit_paddle.training.run_lock import RunLockedError
 from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 
@@ -52,6 +54,9 @@ def main() -> int:
         return 2
     try:
         trainer.train(resume=a.resume, stop_after=a.stop_after)
+    except RunLockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (DataError, CheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -6,8 +6,9 @@
   iteration on the same networks (same kernels, same machine load), and the speed-up of on: the median of
   off/on over the pairs of neighbouring iterations ("off" is the official iteration: fakes recomputed for
   the G step, D backward through the generators);
-- generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, and through
-  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.inference.export`) with and without oneDNN;
+- generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, through
+  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.inference.export`) with and without oneDNN,
+  and through ONNX Runtime (`ugatit_paddle.inference.onnx`, when paddle2onnx and onnxruntime are installed);
 - peak memory of training with the configured `train.reuse_fakes`: the process's peak resident set size
   on CPU (`resource.getrusage`), the allocator's peak on GPU; read after the warm-up iterations of that
   setting alone, before anything else runs.
@@ -35,6 +36,7 @@ import paddle
 
 from .config import Config
 from .inference.export import InferenceModel, export_generator
+from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
 from .training.ugatit import UGATIT
 
 
@@ -111,8 +113,9 @@ def time_eager_inference(generator: paddle.nn.Layer, image: paddle.Tensor, iters
 
 def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int,
                             warmup: int) -> dict[str, float | str]:
-    """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn");
-    a value is the reason instead when that path is not available."""
+    """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn"),
+    and through ONNX Runtime ("exported_onnxruntime"); a value is the reason instead when that path is not
+    available."""
     results: dict[str, float | str] = {}
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # as many as eager Paddle (Inference's default is 1)
     with tempfile.TemporaryDirectory() as folder, _native_stdout_silenced():
@@ -124,7 +127,22 @@ def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np
                 results[key] = statistics.median(times)
             except Exception as e:  # report, do not abort the benchmark (e.g. an op oneDNN cannot run)
                 results[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        results["exported_onnxruntime"] = _time_onnxruntime(generator, img_size, image, iters, warmup, threads,
+                                                            os.path.join(folder, "model.onnx"))
     return results
+
+
+def _time_onnxruntime(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int, warmup: int,
+                      threads: int, path: str) -> float | str:
+    """Median seconds per image of the generator exported to ONNX and run by ONNX Runtime (`threads` intra-op
+    threads), or why not."""
+    try:
+        model = OnnxModel(export_onnx(generator, img_size, path, "A2B"), threads=threads)
+        return statistics.median([_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:])
+    except OnnxUnavailableError as e:
+        return f"unavailable: {e}"
+    except Exception as e:  # report, do not abort the benchmark
+        return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
 @contextlib.contextmanager
@@ -223,8 +241,9 @@ def format_markdown(result: dict[str, Any], command: str | None = None) -> str:
                      f"{images / seconds:.2f} images/s |")
     lines.append(f"| reuse_fakes speed-up (median of paired off/on) | {result['reuse_fakes_speedup']:.2f}x |")
     lines.append(f"| generator inference, batch 1, eager | {result['infer_sec_per_image'] * 1000:.1f} ms/image |")
-    for key, label in (("infer_exported_sec_per_image", "exported"),
-                       ("infer_exported_onednn_sec_per_image", "exported + oneDNN")):
+    for key, label in (("infer_exported_sec_per_image", "Paddle Inference"),
+                       ("infer_exported_onednn_sec_per_image", "Paddle Inference + oneDNN"),
+                       ("infer_exported_onnxruntime_sec_per_image", "ONNX Runtime")):
         if key in result:
             value = result[key]
             text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value.replace("|", "/")

@@ -61,7 +61,8 @@ class ModelConfig:
 class DataConfig:
     """Dataset location and loading."""
 
-    root: str = "dataset/selfie2anime"  # folder holding trainA, trainB, testA, testB
+    root: str = "dataset/selfie2anime"  # folder holding trainA, trainB, testA, testB; or a .zip of them
+    cache_dir: str = "work/datasets"  # where a zip data.root is extracted (once, reused while the zip is unchanged)
     num_workers: int = 2  # DataLoader worker processes per domain (0 = load in the main process)
     use_shared_memory: bool = True  # pass batches from workers through /dev/shm
     strict: bool = False  # raise on an unreadable image instead of skipping it with a warning
@@ -80,7 +81,8 @@ class TrainConfig:
     weight_decay: float = 1e-4  # coupled L2 (torch Adam's weight_decay), not AdamW
     decay_lr: bool = True  # decay the learning rate linearly to 0 over the second half
     save_every: int = 10_000  # checkpoint interval in iterations
-    keep_checkpoints: int = 3  # number of most recent checkpoints kept on disk
+    keep_checkpoints: int = 3  # number of most recent checkpoints kept on disk (and of generator files)
+    save_generators_every: int = 0  # also write the generators alone (for sharing) every N iterations; 0 = off
     log_every: int = 100  # loss logging interval in iterations
     sample_every: int = 1000  # sample sheet interval in iterations
     sample_count: int = 5  # images per domain on a sample sheet
@@ -302,6 +304,8 @@ def _range_errors(cfg: Config) -> list[str]:
         errors.append("config key 'output_dir' must not be empty")
     if not cfg.data.root.strip():
         errors.append("config key 'data.root' must not be empty")
+    if not cfg.data.cache_dir.strip():
+        errors.append("config key 'data.cache_dir' must not be empty")
     positive = {
         "model": ("img_size", "ch", "n_res", "global_layers", "local_layers"),
         "train": ("iterations", "batch_size", "save_every", "keep_checkpoints", "log_every",
@@ -312,6 +316,8 @@ def _range_errors(cfg: Config) -> list[str]:
             value = getattr(getattr(cfg, section), name)
             need(value > 0, f"{section}.{name}", "positive", value)
     need(cfg.data.num_workers >= 0, "data.num_workers", ">= 0", cfg.data.num_workers)
+    need(cfg.train.save_generators_every >= 0, "train.save_generators_every", ">= 0 (0 = off)",
+         cfg.train.save_generators_every)
     need(cfg.train.seed >= 0, "train.seed", ">= 0", cfg.train.seed)
     need(cfg.train.lr > 0, "train.lr", "> 0", cfg.train.lr)
     for name in ("beta1", "beta2"):

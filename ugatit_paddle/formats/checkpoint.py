@@ -9,6 +9,8 @@ A checkpoint is one `paddle.save` file (`.pdparams`) holding a dict:
     # training checkpoints only:
     iteration: completed iterations, config: the resolved config dict,
     optimizers: {G: adam state, D: adam state}, lr_scheduler: {...}
+    # generator files (`save_generators`: for sharing and deployment) only:
+    kind: "generators", networks: {genA2B, genB2A} (float32 or float16), iteration (when known)
 
 Training draws no random numbers after initialisation except the data augmentation, which is keyed by
 (seed, sample number) (see `data/images.py`), so `iteration` is all the RNG state an exact resume needs.
@@ -38,6 +40,8 @@ from .safe_pickle import CheckpointFormatError, UnsafePickleError, load_paddle_f
 
 FORMAT, VERSION = "ugatit_paddle", 1
 CHECKPOINT_DIR = "checkpoints"
+GENERATORS_DIR = "generators"  # train.save_generators_every writes generator files here
+GENERATOR_DTYPES = ("float32", "float16")
 _NAME = re.compile(r"^iter_(\d{7,})\.pdparams$")
 
 
@@ -108,6 +112,45 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
 def model_config_of(payload: Mapping[str, Any]) -> ModelConfig:
     """The architecture a checkpoint was written for."""
     return ModelConfig(**payload["model_args"])
+
+
+def save_generators(path: str | os.PathLike[str], model: ModelConfig, networks: Mapping[str, Any],
+                    dtype: str = "float32", iteration: int | None = None) -> Path:
+    """Write the two generators only (a third of a training checkpoint of the full model, a few percent of a
+    light one; float16 halves that): what `Translator`, predict.py, test.py and export_model.py need.
+
+    `networks` maps at least genA2B and genB2A to layers or state dicts; the others are ignored."""
+    if dtype not in GENERATOR_DTYPES:
+        raise CheckpointError(f"generator file dtype must be one of {', '.join(GENERATOR_DTYPES)}, got {dtype!r}")
+    missing = [n for n in GENERATORS if n not in networks]
+    if missing:
+        raise CheckpointError(f"cannot write a generator file without {', '.join(missing)}")
+    states = {}
+    for name in GENERATORS:
+        state = networks[name]
+        state = to_numpy(dict(state.state_dict() if isinstance(state, paddle.nn.Layer) else state))
+        states[name] = {k: np.asarray(v).astype(dtype) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
+                        for k, v in state.items()}
+    payload = model_payload(model, states)
+    payload["kind"] = "generators"
+    if iteration is not None:
+        payload["iteration"] = int(iteration)
+    return save(payload, path)
+
+
+def extract_generators(checkpoint_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
+                       dtype: str = "float32") -> Path:
+    """The generator file (see `save_generators`) of any project checkpoint."""
+    payload = load(checkpoint_path)
+    missing = [n for n in GENERATORS if n not in payload["networks"]]
+    if missing:
+        raise CheckpointError(f"{checkpoint_path} has no weights for {', '.join(missing)}")
+    return save_generators(output_path, model_config_of(payload), payload["networks"], dtype, payload.get("iteration"))
+
+
+def generators_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
+    """Where `train.save_generators_every` writes the generator file of `iteration`."""
+    return Path(output_dir) / GENERATORS_DIR / f"iter_{iteration:07d}.pdparams"
 
 
 def save_model(path: str | os.PathLike[str], model: ModelConfig, networks: Mapping[str, Mapping[str, Any]]) -> Path:
@@ -191,9 +234,10 @@ def checkpoint_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
     return Path(output_dir) / CHECKPOINT_DIR / f"iter_{iteration:07d}.pdparams"
 
 
-def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """(iteration, path) of the training checkpoints in `output_dir`, oldest first."""
-    folder = Path(output_dir) / CHECKPOINT_DIR
+def list_checkpoints(output_dir: str | os.PathLike[str], folder: str = CHECKPOINT_DIR) -> list[tuple[int, Path]]:
+    """(iteration, path) of the training checkpoints (or, folder=GENERATORS_DIR, generator files) in
+    `output_dir`, oldest first."""
+    folder = Path(output_dir) / folder
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
@@ -205,7 +249,7 @@ def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
     return found[-1][1] if found else None
 
 
-def prune(output_dir: str | os.PathLike[str], keep: int) -> None:
-    """Delete all but the `keep` newest training checkpoints."""
-    for _, path in list_checkpoints(output_dir)[:-keep]:
+def prune(output_dir: str | os.PathLike[str], keep: int, folder: str = CHECKPOINT_DIR) -> None:
+    """Delete all but the `keep` newest training checkpoints (or generator files, folder=GENERATORS_DIR)."""
+    for _, path in list_checkpoints(output_dir, folder)[:-keep]:
         path.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """Translating images with a trained generator: the Python API, the test-set run and file-to-file prediction.
 
-* :class:`Translator` -- one direction (A2B or B2A) of a checkpoint or of an exported inference model;
+* :class:`Translator` -- one direction (A2B or B2A) of a checkpoint, a generator file, an exported inference
+  model or an ONNX model;
   takes PIL images or uint8 [H, W, 3] arrays, returns PIL images (and CAM heatmap tiles).
 * :func:`translate_test_set` -- what ``tools/test.py`` does: testA -> B and testB -> A with the official
   7-tile strips.
@@ -32,6 +33,7 @@ from ..formats.checkpoint import load_generators
 from ..models import DIRECTIONS, GENERATORS, generator_name
 from ..visualize import heatmap_tile, image_tile, save_png, translation_strips
 from .export import InferenceModel
+from .onnx import OnnxModel
 
 TEST_FOLDERS = {"A2B": "testA", "B2A": "testB"}
 STRIPS_DIR = "strips"  # sub-folder of the test outputs holding the 7-tile strips
@@ -39,7 +41,7 @@ HEATMAP_SUFFIX = "_heatmap"  # predict --heatmap writes `<stem>_heatmap.png` nex
 TRANSLATION_TILE = 4  # index of the translation in a strip (see visualize.translation_strips)
 
 # Runs a generator on float32 [N, 3, S, S] in [-1, 1]; returns numpy (image [N, 3, S, S], cam_logit [N, 2],
-# heatmap [N, 1, S/4, S/4]). Implemented by `DygraphRunner` and `export.InferenceModel`.
+# heatmap [N, 1, S/4, S/4]). Implemented by `DygraphRunner`, `export.InferenceModel` and `onnx.OnnxModel`.
 GeneratorRunner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 ImageInput = Image.Image | np.ndarray
 
@@ -87,7 +89,8 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, direction: str = "A2B", batch_size: int = 8) -> "Translator":
-        """Load only the generator of `direction` from a project checkpoint (training or converted)."""
+        """Load only the generator of `direction` from a project checkpoint (training, converted, or a generator
+        file of `checkpoint.save_generators` / `export_model.py --weights-only`)."""
         args, nets = load_generators(path, (generator_name(direction),))
         return cls(DygraphRunner(nets[generator_name(direction)]), args.img_size, direction, batch_size)
 
@@ -96,6 +99,14 @@ class Translator:
                              batch_size: int = 8) -> "Translator":
         """Use a model written by `export.export_checkpoint` through Paddle Inference."""
         model = InferenceModel(model_dir, mkldnn=mkldnn, threads=threads)
+        return cls(model, model.img_size, model.direction, batch_size)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, threads: int | None = None, batch_size: int = 8) -> "Translator":
+        """Use an ONNX model written by `onnx.export_onnx` (a `.onnx` file or its folder) through
+        ONNX Runtime (an optional dependency)."""
+
+        model = OnnxModel(path, threads=threads)
         return cls(model, model.img_size, model.direction, batch_size)
 
     def translate(self, image: ImageInput, keep_size: bool = False) -> Image.Image:

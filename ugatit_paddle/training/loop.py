@@ -5,9 +5,12 @@
     trainer.train(should_stop=lambda it: time.time() > deadline)  # or until a callback says so
 
 Each iteration: one batch per domain from the resumable loaders (`data`), `model.step`, then the progress
-report, VisualDL scalars every `train.log_every`, sample sheets every `train.sample_every` and a checkpoint
-every `train.save_every` iterations (and at the end). SIGINT/SIGTERM or `should_stop` end training after the
-current iteration with a checkpoint, so that `resume=True` continues exactly.
+report (`progress.make_progress`: a bar on a terminal or in a notebook, plain lines in a log file), VisualDL
+scalars every `train.log_every`, sample sheets every `train.sample_every`, a checkpoint every
+`train.save_every` and a generator file every `train.save_generators_every` iterations (and a checkpoint at
+the end). SIGINT/SIGTERM (a notebook's interrupt too) or `should_stop` end training after the current
+iteration with a checkpoint, so that `resume=True` continues exactly. A run holds its `output_dir`'s lock
+(`run_lock`) from start to end: a second run on the same folder stops at once.
 
 Data parallel (`python -m paddle.distributed.launch --nproc_per_node N tools/train.py ...`): every process
 holds all six networks (rank 0's weights, broadcast at the start), takes its own `train.batch_size` share of
@@ -22,64 +25,22 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import paddle
 
 from ..config import Config, config_from_dict, format_config, load_config, save_config
 from ..data import build_train_loader, check_layout
+from ..data.archive import resolve_data_root
 from ..formats import checkpoint
 from ..models import GENERATORS, ILN, AdaILN
 from ..visualize import sample_images, sample_sheets, save_sample_sheets
+from .progress import ProgressReporter, make_progress
+from .run_lock import run_lock
 from .ugatit import UGATIT
 
 STOPPED_BY_CALLBACK = "should_stop"  # `Trainer.interrupted` when the `should_stop` callback ended training
-
-
-class Progress(Protocol):
-    """Reports training progress (rank 0 only): `start` once, `update` after every iteration, `close` at the end."""
-
-    def start(self, iteration: int, end: int) -> None: ...
-
-    def update(self, iteration: int, terms: Mapping[str, float], seconds: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class TqdmProgress:
-    """A tqdm progress bar with the D and G losses."""
-
-    def start(self, iteration: int, end: int) -> None:
-        from tqdm.auto import tqdm  # picks the notebook widget or the terminal bar at run time
-
-        self.bar = tqdm(total=end, initial=iteration, unit="it", dynamic_ncols=True, mininterval=1.0,
-                        smoothing=0.05)
-
-    def update(self, iteration: int, terms: Mapping[str, float], seconds: float) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix_str(f"D {terms['D/total']:.3f} G {terms['G/total']:.3f}", refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class NoProgress:
-    """Reports nothing (the processes other than rank 0)."""
-
-    def start(self, iteration: int, end: int) -> None:
-        pass
-
-    def update(self, iteration: int, terms: Mapping[str, float], seconds: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def default_progress() -> Progress:
-    """The progress reporter `Trainer.train` uses unless given one."""
-    return TqdmProgress()
 
 
 class Trainer:
@@ -131,22 +92,32 @@ class Trainer:
         self._say(f"resumed from {path} at iteration {self.iteration}")
 
     def train(self, resume: str | bool = False, stop_after: int | None = None,
-              should_stop: Callable[[int], bool] | None = None, progress: Progress | None = None) -> Path:
+              should_stop: Callable[[int], bool] | None = None, progress: ProgressReporter | None = None) -> Path:
         """Train until `train.iterations` (or `stop_after`) and return the path of the final checkpoint.
 
         `resume`: see `resume()`. `should_stop(completed_iterations)` is asked before every iteration; True ends
         training there, with a sample sheet and a checkpoint (`interrupted` becomes "should_stop"). `progress`
-        receives every iteration's loss terms (default: `default_progress()`, a tqdm bar).
+        receives every iteration's loss terms (default: `progress.make_progress`).
 
-        In a data-parallel job every process runs this; each reads the same checkpoint (any number of
-        processes may resume it) and its own share of each batch; rank 0 alone prints and writes."""
+        Rank 0 holds the lock of `output_dir` meanwhile (`RunLockedError` if another live run holds it). In a
+        data-parallel job every process runs this; each reads the same checkpoint (any number of processes may
+        resume it) and its own share of each batch; rank 0 alone prints and writes."""
+        if self.rank != 0:
+            return self._train(resume, stop_after, should_stop, progress)
+        with run_lock(self.cfg.output_dir) as lock:
+            if lock.stale is not None:
+                self._say(f"note: took over the lock of {lock.stale.describe()}, which is no longer running")
+            return self._train(resume, stop_after, should_stop, progress)
+
+    def _train(self, resume: str | bool, stop_after: int | None, should_stop: Callable[[int], bool] | None,
+               progress: ProgressReporter | None) -> Path:
         cfg, t = self.cfg, self.cfg.train
         out = Path(cfg.output_dir)
         main = self.rank == 0
         if resume:
             self.resume(resume)
         end = t.iterations if stop_after is None else min(stop_after, t.iterations)
-        folders = check_layout(cfg.data.root)
+        folders = check_layout(resolve_data_root(cfg.data.root, cfg.data.cache_dir, log=self._say))
         if main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
@@ -162,13 +133,12 @@ class Trainer:
                    for i, d in enumerate("AB")]
         samples = self._sample_images(folders) if main else {}
         writer = _visualdl_writer(out / "vdl") if main else None
-        report = (progress or default_progress()) if main else NoProgress()
+        report = progress or make_progress(self.iteration, end, t.log_every, enabled=main)
         signals = _StopRequest()
         self.interrupted = None
         last_saved = last_sampled = None
         self.model.set_train_mode(True)
         try:
-            report.start(self.iteration, end)
             with signals:
                 if not self._stop_requested(signals, should_stop, before_first=True):
                     for real_A, real_B in zip(*loaders):
@@ -176,12 +146,16 @@ class Trainer:
                         terms = self.model.step(real_A, real_B)
                         seconds = time.perf_counter() - start
                         it = self.iteration
-                        report.update(it, terms, seconds)
+                        report.update(it, terms)
                         if writer is not None and (it % t.log_every == 0 or it == end):
                             self._log_scalars(writer, terms, it, seconds)
                         if main and (it % t.sample_every == 0 or it == end):
                             self._write_samples(samples, out, writer)
                             last_sampled = it
+                        if main and t.save_generators_every and it % t.save_generators_every == 0:
+                            checkpoint.save_generators(checkpoint.generators_path(out, it), cfg.model,
+                                                       self.model.nets, iteration=it)
+                            checkpoint.prune(out, t.keep_checkpoints, checkpoint.GENERATORS_DIR)
                         if it % t.save_every == 0:
                             last_saved = self.save_checkpoint()
                         if self._stop_requested(signals, should_stop):
