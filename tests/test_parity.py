@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from ugatit_paddle.parity import (
-    LIMITS, Report, Row, compare, format_json, format_markdown, format_summary, format_table,
+    LIMITS, Report, Row, compare, format_bundles_markdown, format_json, format_markdown, format_summary, format_table,
 )
 from ugatit_paddle.parity.checks import compare_weights, trajectory_rows
 
@@ -77,6 +78,23 @@ def test_report_formats():
     assert markdown[0].startswith("| check | network |") and len([m for m in markdown if m.startswith("| ")]) == 3
     assert "1 passed, 1 failed" in format_table(rows) and "FAIL" in format_table(rows)
     assert "loss@each" in format_summary(report) and "a note" in format_summary(report)
+
+
+def test_one_readme_row_per_bundle_with_the_worst_value_of_each_kind():
+    official = Report([Row("eval@init", "genA2B", "out", 1, 2e-5, 1e-4), Row("eval@init", "disGA", "out", 1, 3e-5, 1e-4),
+                       Row("loss@1", "D", "total", 1, 1e-6, 1e-4),
+                       Row("weights@1", "all", "max|diff|", 1, 2e-4, 1.2e-3),
+                       Row("weights@1", "all", "frac>1e-05", 1, 0.2, 0.05)],
+                      bundle="/x/light_128_ch8", steps=1)
+    tf = Report([Row("tf eval", "genA2B", "fake", 1, 1e-5, 2e-4)], bundle="/x/full_64_ch8", source="tf")
+    header, rule, first, second = format_bundles_markdown([official, tf]).splitlines()
+    assert header.startswith("| bundle | recorded with | dtype | steps | rows ok |") and rule.startswith("|---|")
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", first.strip("|"))]  # "\|" is a "|" inside a cell
+    assert cells[:6] == ["light_128_ch8", "official", "float32", "1", "4/5", "3.0e-05 (1.0e-04)"]
+    assert cells[6] == "1.0e-06 (1.0e-04)" and cells[8] == "-"
+    assert "max\\|diff\\| 2.0e-04 (1.2e-03); frac>1e-05 2.0e-01 (5.0e-02) **fails**" in first
+    assert [c.strip() for c in second.strip("|").split("|")][1:7] == ["tf", "float32", "0", "1/1", "1.0e-05 (2.0e-04)",
+                                                                    "-"]
 
 
 # ------------------------------------------------------------------------------------------ the command line

@@ -7,6 +7,8 @@ limits of shared/fixtures/official/README.md for that dtype
 Bundles recorded with the official TensorFlow code or PaddleGAN's code (recognised by their files; eval outputs
 against the limits of their READMEs):
     python tools/parity.py --bundle ../shared/fixtures/tf/full_64_ch8
+The README's table: every bundle with all its recorded steps, one Markdown row each
+    python tools/parity.py --bundles ../shared/fixtures/*/*/
 Live mode (needs torch and a clone of UGATIT-pytorch): the official code beside ours on your checkpoint;
 --steps K runs K training iterations of both on one batch (from --images, else random), --float64 in float64
 (the only dtype in which a full model's training trajectory is comparable)
@@ -40,6 +42,9 @@ from ugatit_paddle.config import ModelConfig  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", help="folder of a parity bundle (reference.json, init_params.pt, ...)")
+    parser.add_argument("--bundles", nargs="+", metavar="DIR",
+                        help="several bundles, each with all its recorded steps: one Markdown row per bundle "
+                             "(the README's table)")
     parser.add_argument("--steps", type=int, default=0, help="also run K training iterations (bundle and live mode)")
     parser.add_argument("--torch-ckpt", help="official checkpoint for live mode")
     parser.add_argument("--torch-src", help="clone of UGATIT-pytorch (its networks.py) for live mode, "
@@ -64,6 +69,8 @@ def main() -> int:
                                                                 "as a Markdown table")
     parser.add_argument("--summary", action="store_true", help="print one line per kind of check (its worst row)")
     a = parser.parse_args()
+    if a.bundles:
+        return _bundles_table(a.bundles)
     if a.precision + bool(a.bundle) + bool(a.torch_ckpt) != 1:
         parser.error("give one of --bundle DIR, --torch-ckpt FILE --torch-src DIR, or --precision")
     if a.float64 and not a.torch_ckpt:
@@ -101,6 +108,16 @@ def main() -> int:
     else:
         print(parity.format_table(report.rows, report.notes))
     return 0 if report.ok else 1
+
+
+def _bundles_table(folders: list[str]) -> int:
+    try:
+        reports = [parity.check_bundle(folder, steps=None) for folder in folders]
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(parity.format_bundles_markdown(reports))
+    return 0 if all(r.ok for r in reports) else 1
 
 
 if __name__ == "__main__":

@@ -11,16 +11,16 @@
 
 from .bundles import Bundle, bundle_parity, official_rerun
 from .checks import (
-    FOREIGN_LIMITS, LIMITS, OUTPUTS, Limit, Limits, Report, Row, compare, compare_eval, eval_outputs, format_json,
-    format_markdown, format_summary, format_table, limits_for,
+    FOREIGN_LIMITS, LIMITS, OUTPUTS, Limit, Limits, Report, Row, compare, compare_eval, eval_outputs,
+    format_bundles_markdown, format_json, format_markdown, format_summary, format_table, limits_for,
 )
 from .foreign import bundle_source, check_bundle
 from .live import live_parity, precision_check
 from .official_torch import OfficialTraining, Recipe, TorchUnavailable
 
 __all__ = [
-    "FOREIGN_LIMITS", "LIMITS", "OUTPUTS", "Bundle", "Limit", "Limits", "OfficialTraining", "Recipe", "Report", "Row",
-    "TorchUnavailable", "bundle_parity", "bundle_source", "check_bundle", "compare", "compare_eval", "eval_outputs",
-    "format_json", "format_markdown", "format_summary", "format_table", "limits_for", "live_parity", "official_rerun",
-    "precision_check",
+    "FOREIGN_LIMITS", "LIMITS", "OUTPUTS", "Bundle", "Limit", "Limits", "OfficialTraining", "Recipe", "Report",
+    "Row", "TorchUnavailable", "bundle_parity", "bundle_source", "check_bundle", "compare", "compare_eval",
+    "eval_outputs", "format_bundles_markdown", "format_json", "format_markdown", "format_summary", "format_table",
+    "limits_for", "live_parity", "official_rerun", "precision_check",
 ]

@@ -284,3 +284,30 @@ def format_summary(report: Report, markdown: bool = False) -> str:
 def format_json(report: Report) -> str:
     """One JSON line (see `Report.to_dict`)."""
     return json.dumps(report.to_dict())
+
+
+# README columns of `format_bundles_markdown`: the kinds of check, by the prefix of `Row.check`
+_COLUMNS = (("eval from the converted weights", ("eval@init", "tf eval", "paddlegan eval")), ("losses", ("loss@",)),
+            ("weights after the steps", ("weights@",)), ("eval after the steps", ("eval@",)))
+
+
+def format_bundles_markdown(reports: Sequence[Report]) -> str:
+    """One Markdown table row per bundle: who recorded it, dtype, steps, rows passed, and for each kind of check
+    its worst value with the limit in brackets (a kind with several limits, like max|diff| and the fraction of
+    weights off, shows each)."""
+    lines = ["| bundle | recorded with | dtype | steps | rows ok | " + " | ".join(c for c, _ in _COLUMNS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(_COLUMNS)]
+    for report in reports:
+        cells, taken = [], set()
+        for _, prefixes in _COLUMNS:
+            rows = [r for r in report.rows if r.check.startswith(prefixes) and id(r) not in taken]
+            taken.update(id(r) for r in rows)
+            by_output: dict[str, list[Row]] = {}
+            for r in rows:  # weights rows differ by what they measure (max|diff|, frac>...): one entry each
+                by_output.setdefault(r.output if r.check.startswith("weights@") else "", []).append(r)
+            cells.append("; ".join(f"{_cell(k) + ' ' if k else ''}{_worst(g).value:.1e} ({_worst(g).limit:.1e})"
+                                   + ("" if all(r.ok for r in g) else " **fails**")
+                                   for k, g in by_output.items()) or "-")
+        lines.append(f"| {Path(report.bundle).name} | {report.source} | {report.dtype} | {report.steps} | "
+                     f"{report.passed}/{len(report.rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

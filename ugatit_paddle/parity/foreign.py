@@ -17,7 +17,7 @@ import paddle
 from ..formats.paddlegan import PaddleGANError, affine_deviations, from_paddlegan, load_file
 from ..formats.tf import from_tf_checkpoint
 from ..models import DISCRIMINATORS, GENERATORS, build_networks
-from .bundles import bundle_parity
+from .bundles import Bundle, bundle_parity
 from .checks import FOREIGN_LIMITS, Report, Row, compare
 
 TF_LIMIT = FOREIGN_LIMITS["tf"].value
@@ -145,16 +145,16 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
             ref = generators_ref if name in GENERATORS else others_ref
             for i, output in enumerate(("out", "cam_logit", "heatmap")):
                 ours = net(paddle.to_tensor(x))[i].numpy()
-                rows.append(compare("paddlegan", name, output, ours, ref[f"{name}.{i}"], limit))
+                rows.append(compare("paddlegan eval", name, output, ours, ref[f"{name}.{i}"], limit))
     return rows
 
 
-def check_bundle(path: str | Path, steps: int = 0) -> Report:
+def check_bundle(path: str | Path, steps: int | None = 0) -> Report:
     """Any parity bundle, recognised by its files: official ones through `bundle_parity` (with `steps` training
-    iterations), TF and PaddleGAN ones (eval outputs only) through the checks above."""
+    iterations; None = all it records), TF and PaddleGAN ones (eval outputs only) through the checks above."""
     source = bundle_source(path)
     if source == "official":
-        return bundle_parity(path, steps=steps)
+        return bundle_parity(path, steps=Bundle.open(path).steps if steps is None else steps)
     if steps:
         raise ValueError(f"{path} is a {source} bundle: it records eval outputs only, so --steps does not apply")
     rows = tf_bundle_parity(path) if source == "tf" else paddlegan_bundle_parity(path)
