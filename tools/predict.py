@@ -28,7 +28,7 @@ configure_cpu()
 
 from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.inference.export import ExportError
-from ugatit_paddle.inference.translate import DIRECTIONS, InputError, Translator, collect_inputs, translate_files
+from ugatit_paddle.inference.translate import BATCH_SIZE, DIRECTIONS, InputError, Translator, collect_inputs, translate_files
 
 FORMATS = ("png", "jpg", "webp", "bmp")
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-size", action="store_true", help="resize each result back to its input's size")
     parser.add_argument("--heatmap", action="store_true", help="also write <name>_heatmap.<format> (CAM heatmap)")
     parser.add_argument("--format", choices=FORMATS, default="png", help="output file format (default png)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward pass (default %(default)s)")
     parser.add_argument("--mkldnn", action="store_true", help="inference model: run with oneDNN (the fastest on CPU)")
     parser.add_argument("--threads", type=int,
                         help="inference model: CPU math library threads (Paddle's default: 1); ONNX: intra-op threads")

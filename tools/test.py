@@ -26,7 +26,7 @@ from ugatit_paddle.formats.checkpoint import CHECKPOINT_DIR, CheckpointError, la
 from ugatit_paddle.config import ConfigError, load_config
 from ugatit_paddle.data import DataError
 from ugatit_paddle.data.archive import resolve_data_root
-from ugatit_paddle.inference.translate import STRIPS_DIR, translate_test_set
+from ugatit_paddle.inference.translate import BATCH_SIZE, STRIPS_DIR, translate_test_set
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config value, e.g. -o data.root=dataset/x (repeatable)")
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint to use (default: the latest in output_dir)")
     parser.add_argument("--output", metavar="DIR", help="where to write (default: <output_dir>/test)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward pass (default %(default)s)")
     a = parser.parse_args(argv)
     if a.batch_size < 1:
         parser.error("--batch-size must be >= 1")
