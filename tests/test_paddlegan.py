@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import paddle
 import pytest
 
 from ugatit_paddle.formats import checkpoint
@@ -140,12 +141,11 @@ def test_shared_paddlegan_bundle_through_the_command_line(tmp_path):
         assert run.returncode == 0 and "light=True ch=8 n_res=2 img_size=96" in run.stdout, run.stderr
     rows = paddlegan_bundle_parity(BUNDLE)
     assert len(rows) == 19 and all(r.ok for r in rows), [r for r in rows if not r.ok]
+    assert [r.check for r in rows].count("paddlegan refusal") == 1  # its own summary line, apart from the outputs
     # the converted file drives the official-variant networks exactly like the parity check
     payload = checkpoint.load(out)
     nets = build_networks(checkpoint.model_config_of(payload), ("genA2B",))
     checkpoint.load_networks(nets, payload, str(out), required=("genA2B",))
-    import paddle
-
     x = np.load(BUNDLE / "batch.npz")["x"]
     with paddle.no_grad():
         fake = nets["genA2B"].eval()(paddle.to_tensor(x))[0].numpy()
