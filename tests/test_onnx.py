@@ -1,5 +1,6 @@
-"""ONNX export through paddle2onnx and ONNX Runtime: outputs within 1e-4 of the dygraph generator, dynamic
-batch, predict --onnx, Translator.from_onnx, and a clear message without the optional packages."""
+"""ONNX export through paddle2onnx and ONNX Runtime: outputs within 1e-4 of the dygraph generator (official
+and TF variant), dynamic batch, predict --onnx, Translator.from_onnx, and a clear message without the
+optional packages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from PIL import Image
 
 from ugatit_paddle.formats import checkpoint
 from ugatit_paddle.inference.export import ExportError
@@ -32,13 +34,15 @@ def _checkpoint(path: Path, args: ModelConfig) -> Path:
 
 
 @needs_onnx
+@pytest.mark.parametrize("variant", ["official", "tf"])
 @pytest.mark.parametrize("light", [True, False])
-def test_onnx_matches_dygraph_with_a_dynamic_batch(tmp_path, light):
-    args = ModelConfig(img_size=64, ch=8, n_res=2, light=light, global_layers=5, local_layers=3)
+def test_onnx_matches_dygraph_with_a_dynamic_batch(tmp_path, light, variant):
+    args = ModelConfig(img_size=64, ch=8, n_res=2, light=light, global_layers=5, local_layers=3, variant=variant)
     ckpt = _checkpoint(tmp_path / "model.pdparams", args)
     path = export_checkpoint_onnx(ckpt, tmp_path / "B2A.onnx", direction="B2A")
     model = OnnxModel(path)
     assert (model.direction, model.img_size, model.info["model_args"]["light"]) == ("B2A", 64, light)
+    assert model.info["model_args"]["variant"] == variant
     assert model.output_names == ["translated", "cam_logit", "heatmap"]
     _, nets = load_generators(ckpt, ("genB2A",))
     dygraph = DygraphRunner(nets["genB2A"])
@@ -68,8 +72,6 @@ def test_predict_onnx_and_translator(tmp_path, data_root):
     assert len(written) == 2
     assert predict.main(["--onnx", str(tmp_path / "onnx"), "--direction", "B2A", "--input", str(data_root / "testA"),
                          "--output", str(tmp_path / "out2")]) == 1  # exported A2B
-    from PIL import Image
-
     image = Image.open(sorted((data_root / "testA").iterdir())[0])
     onnx_out = np.asarray(Translator.from_onnx(tmp_path / "onnx" / "model.onnx").translate(image)).astype(int)
     eager_out = np.asarray(Translator.from_checkpoint(ckpt).translate(image)).astype(int)
