@@ -27,9 +27,10 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.metrics import evaluate_folders
-from ugatit_paddle.metrics.inception import BATCH_SIZE
-from ugatit_paddle.metrics.kid import KID_MAX_BLOCK_SIZE
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.metrics import evaluate_folders  # noqa: E402
+from ugatit_paddle.metrics.inception import BATCH_SIZE  # noqa: E402
+from ugatit_paddle.metrics.kid import KID_MAX_BLOCK_SIZE  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scores = evaluate_folders(a.real, a.fake, a.source, a.inception_weights, a.batch_size, a.kid_block_size)
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli.report_error(e)
     result = scores.as_dict()
     if a.json:
         print(json.dumps(result, allow_nan=False))

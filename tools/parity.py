@@ -32,7 +32,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle import parity  # noqa: E402
+from ugatit_paddle import cli, parity  # noqa: E402
 from ugatit_paddle.config import ModelConfig  # noqa: E402
 
 
@@ -91,8 +91,7 @@ def main() -> int:
                                         train_forwards=a.train_forwards, steps=a.steps, float64=a.float64,
                                         batch=a.batch, threads=a.threads)
     except (parity.TorchUnavailable, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.report_error(e, cli.EXIT_USAGE)
     if a.json:
         print(parity.format_json(report))
     elif a.summary:
