@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 
 from ugatit_paddle.formats import checkpoint

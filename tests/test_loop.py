@@ -97,10 +97,10 @@ def test_progress_reporter_sees_every_iteration(tmp_path, data_root, tiny_config
                               ("close",)]
 
 
-def test_bad_config_exits_2_and_writes_nothing(tmp_path):
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, run_tool):
     out = tmp_path / "never"
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(ROOT / "configs" / "demo.yaml"),
-                          "-o", f"output_dir={out}", "-o", "model.img_szie=64"], capture_output=True, text=True)
+    run = run_tool("train", "-c", str(ROOT / "configs" / "demo.yaml"), "-o", f"output_dir={out}", "-o",
+                   "model.img_szie=64")
     assert run.returncode == 2
     assert "did you mean 'model.img_size'" in run.stderr and "Traceback" not in run.stderr
     assert not out.exists()

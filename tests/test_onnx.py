@@ -55,17 +55,13 @@ def test_onnx_matches_dygraph_with_a_dynamic_batch(tmp_path, light, variant):
 
 
 @needs_onnx
-def test_predict_onnx_and_translator(tmp_path, data_root):
+def test_predict_onnx_and_translator(tmp_path, data_root, load_tool):
     args = ModelConfig(img_size=64, ch=8, n_res=1, light=True, global_layers=5, local_layers=3)
     ckpt = _checkpoint(tmp_path / "model.pdparams", args)
-    spec = importlib.util.spec_from_file_location("tool_export_model", ROOT / "tools" / "export_model.py")
-    export_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_tool)
+    export_tool = load_tool("export_model")
     assert export_tool.main(["--checkpoint", str(ckpt), "--format", "onnx", "--output", str(tmp_path / "onnx")]) == 0
     assert (tmp_path / "onnx" / "model.onnx").is_file()
-    spec = importlib.util.spec_from_file_location("tool_predict", ROOT / "tools" / "predict.py")
-    predict = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(predict)
+    predict = load_tool("predict")
     assert predict.main(["--onnx", str(tmp_path / "onnx"), "--input", str(data_root / "testA"),
                          "--output", str(tmp_path / "out")]) == 0
     written = sorted((tmp_path / "out").glob("*.png"))
