@@ -64,13 +64,7 @@ def test_tools_configure_the_cpu_before_importing_paddle(tool):
 
 
 @pytest.mark.skipif(ON_GPU, reason="AMP is available on this GPU machine")
-def test_amp_on_cpu_is_refused(tmp_path, tiny_config, run_tool):
+def test_amp_on_cpu_is_refused(tmp_path, tiny_config):
     with pytest.raises(AmpUnavailableError, match="train.amp=true needs a GPU"):
         Trainer.from_dict(tiny_config(tmp_path, train={"amp": True}))
-    assert issubclass(AmpUnavailableError, ConfigError)
-    out = tmp_path / "never"
-    run = run_tool("train", "-c", str(ROOT / "configs" / "demo.yaml"), "-o", f"output_dir={out}", "-o",
-                   "train.amp=true")
-    assert run.returncode == 2
-    assert "train.amp=true needs a GPU" in run.stderr and "Traceback" not in run.stderr
-    assert not out.exists()
+    assert issubclass(AmpUnavailableError, ConfigError)  # so train.py exits 2 (tests/test_loop.py)

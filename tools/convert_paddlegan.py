@@ -19,15 +19,12 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 configure_cpu()
 
 from ugatit_paddle import cli  # noqa: E402
-from ugatit_paddle.formats.official import DEFAULT_LIGHT_IMG_SIZE  # noqa: E402
 from ugatit_paddle.formats.paddlegan import convert_file  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="PaddleGAN .pdparams file")
-    parser.add_argument("-o", "--output", required=True, help=".pdparams file to write")
-    parser.add_argument("--img-size", type=int, help=f"training image size (only needed for light models; default {DEFAULT_LIGHT_IMG_SIZE})")
+    cli.add_conversion_arguments(parser, "PaddleGAN .pdparams file")
     parser.add_argument("--force", action="store_true",
                         help="drop InstanceNorm scale/bias even where they are not 1/0 (changes the outputs)")
     a = parser.parse_args()

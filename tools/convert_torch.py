@@ -20,18 +20,15 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 configure_cpu()
 
 from ugatit_paddle import cli  # noqa: E402
-from ugatit_paddle.formats.official import (  # noqa: E402
-    DEFAULT_LIGHT_IMG_SIZE, FLOAT_DTYPES, convert_file, export_official_file,
-)
+from ugatit_paddle.formats.official import FLOAT_DTYPES, convert_file, export_official_file  # noqa: E402
 from ugatit_paddle.models import NETWORKS  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="official .pt file (or, with --to-torch, a project .pdparams file)")
-    parser.add_argument("-o", "--output", required=True, help="file to write")
+    cli.add_conversion_arguments(parser, "official .pt file (or, with --to-torch, a project .pdparams file)",
+                                 "file to write")
     parser.add_argument("--net", choices=NETWORKS, help="the input is this one network's state dict")
-    parser.add_argument("--img-size", type=int, help=f"training image size (only needed for light models; default {DEFAULT_LIGHT_IMG_SIZE})")
     parser.add_argument("--dtype", choices=FLOAT_DTYPES,
                         help="store the weights in this dtype (default: as in the input; bfloat16 is read as float32)")
     parser.add_argument("--to-torch", action="store_true", help="project checkpoint -> official .pt format")

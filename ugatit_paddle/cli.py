@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import ConfigError, ModelConfig
+from .formats.official import DEFAULT_LIGHT_IMG_SIZE
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,6 +30,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, override_example: str,
     parser.add_argument("-c", "--config", default=default, help=config_help)
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a config value, e.g. -o {override_example} (repeatable)")
+
+
+def add_conversion_arguments(parser: argparse.ArgumentParser, input_help: str,
+                             output_help: str = ".pdparams file to write", input_name: str = "INPUT") -> None:
+    """A converter's positional `input` (shown as `input_name`), `-o/--output FILE` and `--img-size` (needed for
+    light models only)."""
+    parser.add_argument("input", metavar=input_name, help=input_help)
+    parser.add_argument("-o", "--output", required=True, help=output_help)
+    parser.add_argument("--img-size", type=int, help="training image size (only needed for light models; "
+                                                     f"default {DEFAULT_LIGHT_IMG_SIZE})")
 
 
 def report_error(error: BaseException | str, status: int = EXIT_FAILED) -> int:
