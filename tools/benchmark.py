@@ -26,7 +26,9 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.benchmark import format_markdown, profile_training, run_benchmark  # noqa: E402
+from ugatit_paddle.benchmark import (  # noqa: E402
+    TIMED_ITERATIONS, WARMUP_ITERATIONS, format_markdown, profile_training, run_benchmark,
+)
 from ugatit_paddle import cli  # noqa: E402
 from ugatit_paddle.config import load_config  # noqa: E402
 
@@ -34,8 +36,10 @@ from ugatit_paddle.config import load_config  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser, "model.ch=32")
-    parser.add_argument("--iters", type=int, default=5, help="timed iterations per setting (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
+    parser.add_argument("--iters", type=int, default=TIMED_ITERATIONS,
+                        help="timed iterations per setting (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=WARMUP_ITERATIONS,
+                        help="untimed iterations first (default %(default)s)")
     parser.add_argument("--no-export", action="store_true",
                         help="skip the exported-model (Paddle Inference, ONNX Runtime) timing")
     output = parser.add_mutually_exclusive_group()

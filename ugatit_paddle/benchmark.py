@@ -39,6 +39,9 @@ from .inference.export import InferenceModel, export_generator
 from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
 from .training.ugatit import UGATIT
 
+TIMED_ITERATIONS = 5  # per measured setting
+WARMUP_ITERATIONS = 2  # untimed, before the timed ones
+
 
 def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
     """A float32 batch [batch, 3, img_size, img_size] uniform in [-1, 1]."""
@@ -165,7 +168,8 @@ def _native_stdout_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool = True) -> dict[str, Any]:
+def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARMUP_ITERATIONS,
+                  exported: bool = True) -> dict[str, Any]:
     """Measure `cfg`'s model (see the module docstring); returns a flat dict of figures."""
     t = cfg.train
     model = UGATIT(cfg)
