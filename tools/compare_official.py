@@ -13,6 +13,7 @@ Inference (--inference): generator latency for one image, official eager against
 its own fresh process, peak RSS over --iters training iterations. Both sides use the same number of threads
 (OMP_NUM_THREADS as set up by ugatit_paddle/runtime.py, or yours). The official iteration is the one the
 parity checks run (ugatit_paddle/parity/official_torch.py).
+Exit status: 0 done, 2 bad usage (no networks.py in --torch-src).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def main() -> int:
                           time_limit=a.time_limit if a.time_limit > 0 else None)
         return cli.EXIT_INTERRUPTED if result.interrupted == "SIGINT" else cli.EXIT_OK
 
-    return cli.run(work, failures=(DataError, DemoError, CheckpointError, NonFiniteLossError, ValueError))
+    return cli.run(work, failures=(DataError, DemoError, CheckpointError, NonFiniteLossError, ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ mean and standard error over blocks. mean_KID (with --source, the real input ima
 (0.02 * KID(real, fake) + 0.98 * KID(source, fake)) / 2, what the Paddle ports report.
 --json prints one line with raw values (kid, kid_std, fid, mean_kid), their *_x100 versions,
 n_real, n_fake, n_source and inception_weights.
+Exit status: 0 done, 1 error (missing or unreadable images or weights), 2 bad usage.
 """
 
 import argparse
