@@ -1,6 +1,6 @@
-"""Agreement with the official PyTorch code on the recorded parity bundles (../shared/fixtures/official), each
-in its own dtype (float64 bundles are converted, built and trained in float64) and held to the limits of that
-folder's README for that dtype.
+"""parity/bundles.py on the recorded parity bundles (../shared/fixtures/official): agreement with the official
+PyTorch code, each bundle in its own dtype (float64 bundles are converted, built and trained in float64) and held
+to the limits of that folder's README for that dtype.
 
 These tests skip when the bundles are absent (a user's clone). They never need PyTorch.
 """
