@@ -1,35 +1,125 @@
-"""Shared test fixtures (`tiny_config`, `data_root`, `golden_bundle`). Only `golden_bundle` touches ../shared (the official parity bundles); it skips
-with a reason when that folder is absent, as in a user's clone."""
+"""Shared test fixtures: `tiny_config`, `data_root`, `assert_same`, `load_tool`, `run_tool`,
+`small_train`, `wait_for`, and the parity
+bundles of ../shared (`shared_bundle`, `golden_bundle`, `tf_bundle`), which skip with a reason when that
+folder is absent, as in a user's clone."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "official"
-BUNDLES = ("light_128_ch8", "full_128_ch8", "full_112_ch4_f64", "light_96_ch6_b2_f64")
+sys.path.insert(0, str(ROOT))  # the project, also when pytest runs from elsewhere
+
+from ugatit_paddle.demo.dataset import make_demo_dataset  # noqa: E402
+
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+OFFICIAL_BUNDLES = ("light_128_ch8", "full_128_ch8", "full_112_ch4_f64", "light_96_ch6_b2_f64")
+TF_BUNDLES = ("full_64_ch8", "light_96_ch8")
 
 
-@pytest.fixture(params=BUNDLES)
-def golden_bundle(request: pytest.FixtureRequest) -> Path:
-    path = SHARED_FIXTURES / request.param
+def _shared_bundle(source: str, name: str) -> Path:
+    """../shared/fixtures/<source>/<name>, a parity bundle recorded with the official, TF or PaddleGAN code;
+    skips the test when it is absent."""
+    path = SHARED_FIXTURES / source / name
     if not (path / "reference.json").is_file():
-        pytest.skip(f"golden parity bundle {path} not present (only in the project's shared fixtures)")
+        pytest.skip(f"{source} parity bundle {path} not present (only in the project's shared fixtures)")
     return path
+
+
+@pytest.fixture
+def shared_bundle() -> Callable[[str, str], Path]:
+    """`shared_bundle(source, name)`: the path of one shared parity bundle (skips the test when absent)."""
+    return _shared_bundle
+
+
+@pytest.fixture(params=OFFICIAL_BUNDLES)
+def golden_bundle(request: pytest.FixtureRequest) -> Path:
+    """Each parity bundle recorded with the official PyTorch code."""
+    return _shared_bundle("official", request.param)
+
+
+@pytest.fixture(params=TF_BUNDLES)
+def tf_bundle(request: pytest.FixtureRequest) -> Path:
+    """Each parity bundle recorded with the official TensorFlow code."""
+    return _shared_bundle("tf", request.param)
+
+
+def _load_tool(name: str) -> ModuleType:
+    """tools/<name>.py as a module, to call its `main(argv)` in-process."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tool_command(name: str) -> list[str]:
+    """The command line that runs tools/<name>.py with this Python."""
+    return [sys.executable, str(ROOT / "tools" / f"{name}.py")]
+
+
+def _run_tool(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+              ) -> subprocess.CompletedProcess:
+    """`python tools/<name>.py ARGS` in a fresh process from the project folder, output captured as text."""
+    return subprocess.run(_tool_command(name) + [str(a) for a in args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _small_train(out: Path, data: Path, iterations: int, *extra: str) -> list[str]:
+    """The command line of a `tools/train.py` run of a 64 px model with shallow discriminators (about 0.3 s per
+    iteration on 2 cores) writing into `out`; `extra` arguments are appended."""
+    settings = {"output_dir": out, "data.root": data, "model.img_size": 64, "model.ch": 4, "model.n_res": 1,
+                "model.light": "true", "model.global_layers": 5, "model.local_layers": 3, "data.num_workers": 0,
+                "train.iterations": iterations, "train.save_every": 1000, "train.sample_every": 1,
+                "train.sample_count": 1}
+    return _tool_command("train") + [a for k, v in settings.items() for a in ("-o", f"{k}={v}")] + list(extra)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until `path` exists, failing if `proc` ends first or `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def small_train() -> Callable[..., list[str]]:
+    """`small_train(out, data, iterations, *extra)`: the command line of a tiny, fast training run."""
+    return _small_train
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """`wait_for(path, proc, timeout=120)`: wait for a file a child process writes (see `_wait_for`)."""
+    return _wait_for
+
+
+@pytest.fixture
+def load_tool() -> Callable[[str], ModuleType]:
+    """`load_tool(name)`: tools/<name>.py as a module (call its `main(argv)` in-process)."""
+    return _load_tool
+
+
+@pytest.fixture
+def run_tool() -> Callable[..., subprocess.CompletedProcess]:
+    """`run_tool(name, *args, env=None, timeout=600)`: run tools/<name>.py in a fresh process (see `_run_tool`)."""
+    return _run_tool
 
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny procedural unpaired dataset (6 train + 2 test images per domain, 64 px), made once per run."""
-    from ugatit_paddle.demo.dataset import make_demo_dataset
-
     root = tmp_path_factory.mktemp("data")
     make_demo_dataset(root, n_train=6, n_test=2, size=64)
     return root

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,9 +35,9 @@ def test_run_benchmark_reports_every_figure(tmp_path, tiny_config):
             "peak memory, training"} <= rows.keys()
 
 
-def test_tool_prints_one_json_line(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "-c", str(ROOT / "configs" / "demo.yaml"),
-                          "--iters", "1", "--warmup", "1", "--no-export", "--json"], capture_output=True, text=True)
+def test_tool_prints_one_json_line(tmp_path, run_tool):
+    run = run_tool("benchmark", "-c", str(ROOT / "configs" / "demo.yaml"), "--iters", "1", "--warmup", "1",
+                   "--no-export", "--json")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -47,42 +45,38 @@ def test_tool_prints_one_json_line(tmp_path):
     assert {"train_sec_per_iter", "infer_sec_per_image", "peak_rss_mb"} <= result.keys()
 
 
-def test_tool_prints_a_markdown_table_by_default():
+def test_tool_prints_a_markdown_table_by_default(run_tool):
     args = ["-c", str(ROOT / "configs" / "demo.yaml"), "--iters", "1", "--warmup", "1", "--no-export"]
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args], capture_output=True, text=True)
+    run = run_tool("benchmark", *args)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert "--no-export`)" in lines[0] and lines[2] == "| measure | value |"
     assert all(line.startswith("| ") and line.endswith(" |") for line in lines[4:]) and len(lines) == 9
 
 
-def test_tool_rejects_a_bad_config():
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "-o", "model.img_szie=64"],
-                         capture_output=True, text=True)
+def test_tool_rejects_a_bad_config(run_tool):
+    run = run_tool("benchmark", "-o", "model.img_szie=64")
     assert run.returncode == 2 and "did you mean 'model.img_size'" in run.stderr
 
 
-def test_tool_profile_prints_the_operator_summary():
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "-c", str(ROOT / "configs" / "demo.yaml"),
-                          "--iters", "1", "--warmup", "1", "--profile"], capture_output=True, text=True)
+def test_tool_profile_prints_the_operator_summary(run_tool):
+    run = run_tool("benchmark", "-c", str(ROOT / "configs" / "demo.yaml"), "--iters", "1", "--warmup", "1", "--profile")
     assert run.returncode == 0, run.stderr
     summary = run.stdout[run.stdout.index("Operator Summary"):]
     assert "conv2d" in summary and "Conv2dGradNode" in summary  # forward ops and their gradient nodes
 
 
-def test_compare_official_needs_a_clone(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_official.py"), "--torch-src", str(tmp_path)],
-                         capture_output=True, text=True)
+def test_compare_official_needs_a_clone(tmp_path, run_tool):
+    run = run_tool("compare_official", "--torch-src", str(tmp_path))
     assert run.returncode == 2 and "has no networks.py" in run.stderr
 
 
 @pytest.mark.skipif(not os.environ.get("UGATIT_TORCH_SRC"), reason="opt-in: set UGATIT_TORCH_SRC to a clone of "
                     "UGATIT-pytorch (and install torch) to time the official training iteration beside ours")
-def test_compare_official_times_both_trainings():
+def test_compare_official_times_both_trainings(run_tool):
     pytest.importorskip("torch")
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_official.py"), "--torch-src",
-                          os.environ["UGATIT_TORCH_SRC"], "--img-size", "96", "--ch", "4", "--n-res", "1",
-                          "--iters", "1", "--warmup", "0", "--json"], capture_output=True, text=True)
+    run = run_tool("compare_official", "--torch-src", os.environ["UGATIT_TORCH_SRC"], "--img-size", "96", "--ch", "4",
+                   "--n-res", "1", "--iters", "1", "--warmup", "0", "--json")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert all(result[f"{k}_sec_per_iter"] > 0 for k in ("official", "ours_reuse_on", "ours_reuse_off"))

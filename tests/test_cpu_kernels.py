@@ -11,6 +11,7 @@ from ugatit_paddle.config import ModelConfig
 from ugatit_paddle.models import build_networks, cpu_kernels
 from ugatit_paddle.models.cpu_kernels import conv_as_matmul
 from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d, conv2d
+from ugatit_paddle.models.cpu_kernels import gather_gradient_is_correct
 
 
 @pytest.mark.parametrize("c_in, c_out, k, stride, size, path", [
@@ -55,8 +56,6 @@ def test_gather_gradient_probe_runs_under_no_grad_and_picks_a_correct_form():
     """Paddle 2.6's gather gradient along the last axis is wrong for more than one outer slice; the probe finds
     out (also inside no_grad, where it may first run) and gather_planes then uses index_select. The gradient
     tests above check whichever form this Paddle gets."""
-    from ugatit_paddle.models.cpu_kernels import gather_gradient_is_correct
-
     gather_gradient_is_correct.cache_clear()
     with paddle.no_grad():
         verdict = gather_gradient_is_correct()

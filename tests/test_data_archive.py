@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 import zipfile
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from ugatit_paddle.data import check_layout
 from ugatit_paddle.data.archive import MARKER, ArchiveError, resolve_data_root
+from ugatit_paddle.config import ConfigError, config_from_dict
 
 
 def _zip_folder(folder: Path, zip_path: Path, top: str = "") -> Path:
@@ -120,8 +120,6 @@ def test_zip_without_the_layout_or_not_a_zip(tmp_path):
 
 
 def test_cache_dir_config_key():
-    from ugatit_paddle.config import ConfigError, config_from_dict
-
     assert config_from_dict({}).data.cache_dir == "work/datasets"
     assert config_from_dict({"data": {"cache_dir": "/tmp/c"}}).data.cache_dir == "/tmp/c"
     with pytest.raises(ConfigError, match="data.cache_dir"):

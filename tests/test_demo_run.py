@@ -4,8 +4,6 @@ the full run's learning is reported in configs/demo.yaml)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,10 +100,9 @@ def test_refuses_foreign_output_and_data(tmp_path):
     assert sorted(p.name for p in data.rglob("*")) == ["trainA", "x.png"]
 
 
-def test_cli_config_error_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py"), "-o", "model.img_size=30",
-                           "-o", f"output_dir={tmp_path / 'out'}", "-o", f"data.root={tmp_path / 'data'}"],
-                          capture_output=True, text=True, timeout=120)
+def test_cli_config_error_exit_code(tmp_path, run_tool):
+    proc = run_tool("demo", "-o", "model.img_size=30", "-o", f"output_dir={tmp_path / 'out'}", "-o",
+                    f"data.root={tmp_path / 'data'}", timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "config error" in proc.stderr and "img_size" in proc.stderr
     assert not (tmp_path / "data").exists()

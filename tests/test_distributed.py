@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 
 from ugatit_paddle.formats import checkpoint
@@ -68,7 +67,7 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root, ti
     all-reduce), so values agree to float32 rounding (about 1e-7) except where rounding flips a discrete choice
     (a ReLU at 0, the argmax of the CAM max-pool) on an element whose gradient is then nearly 0: Adam's first
     steps move every weight by about lr * sign(gradient), so such an element may differ by up to
-    2 * lr * iterations (the known gap the official code shows against itself, see tests/test_golden.py).
+    2 * lr * iterations (the known gap the official code shows against itself, see tests/test_parity_bundles.py).
     Everything else must agree within 1e-5, and Adam's first moments (linear in the averaged gradients: a sum
     instead of a mean would double them) within 1 % per parameter (measured: median 1e-6, worst 1e-3, the
     second iteration's gradients being taken at weights that may differ by such flips)."""

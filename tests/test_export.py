@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +20,6 @@ from ugatit_paddle.inference.translate import DygraphRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _checkpoint(path: Path, args: ModelConfig) -> Path:
@@ -82,10 +73,9 @@ def test_onednn_inference_matches_dygraph(tmp_path, light, light_ckpt):
         assert max(_max_diffs(model(x[:batch]), dygraph(x[:batch]))) <= 1e-5
 
 
-def test_export_tool_and_predict_with_the_inference_model(tmp_path, light_ckpt):
+def test_export_tool_and_predict_with_the_inference_model(tmp_path, light_ckpt, load_tool, run_tool):
     exported = tmp_path / "exported"
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "export_model.py"), "--checkpoint", str(light_ckpt),
-                          "--output", str(exported)], capture_output=True, text=True)
+    run = run_tool("export_model", "--checkpoint", str(light_ckpt), "--output", str(exported))
     assert run.returncode == 0, run.stderr
     assert "exported genA2B (A2B, input [N, 3, 128, 128])" in run.stdout
     images = tmp_path / "images"
@@ -94,12 +84,11 @@ def test_export_tool_and_predict_with_the_inference_model(tmp_path, light_ckpt):
     for i, size in enumerate([(64, 64), (90, 50), (128, 128)]):
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(images / f"im{i}.png")
     (images / "bad.jpg").write_bytes(b"\xff\xd8 broken jpeg")
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), "--inference-model", str(exported),
-                          "--input", str(images), "--output", str(tmp_path / "inf"), "--keep-size", "--heatmap",
-                          "--batch-size", "2"], capture_output=True, text=True)
+    run = run_tool("predict", "--inference-model", str(exported), "--input", str(images), "--output",
+                   str(tmp_path / "inf"), "--keep-size", "--heatmap", "--batch-size", "2")
     assert run.returncode == 0, run.stderr
     assert f"translated 3 images, skipped 1 unreadable: {images / 'bad.jpg'} (A2B)" in run.stdout
-    predict = _tool("predict")
+    predict = load_tool("predict")
     assert predict.main(["--checkpoint", str(light_ckpt), "--input", str(images), "--output", str(tmp_path / "dy"),
                          "--keep-size", "--heatmap"]) == 0
     for i in range(3):
@@ -109,7 +98,7 @@ def test_export_tool_and_predict_with_the_inference_model(tmp_path, light_ckpt):
     assert Image.open(tmp_path / "inf" / "im1.png").size == (90, 50)
 
 
-def test_bad_inference_model_folders(tmp_path, light_ckpt, capsys):
+def test_bad_inference_model_folders(tmp_path, light_ckpt, capsys, load_tool):
     with pytest.raises(ExportError, match="does not exist"):
         model_files(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
@@ -125,7 +114,7 @@ def test_bad_inference_model_folders(tmp_path, light_ckpt, capsys):
     with pytest.raises(ExportError, match="was not written by tools/export_model.py"):
         model_files(good)
 
-    predict = _tool("predict")
+    predict = load_tool("predict")
     image = tmp_path / "x.png"
     Image.new("RGB", (32, 32)).save(image)
     assert predict.main(["--inference-model", str(partial), "--input", str(image),
@@ -135,7 +124,7 @@ def test_bad_inference_model_folders(tmp_path, light_ckpt, capsys):
     assert predict.main(["--inference-model", str(exported), "--direction", "B2A", "--input", str(image),
                          "--output", str(tmp_path / "o")]) == 1
     assert "translates A2B, not B2A" in capsys.readouterr().err
-    export = _tool("export_model")
+    export = load_tool("export_model")
     only_a2b = checkpoint.save_model(tmp_path / "only.pdparams", ModelConfig(img_size=128, ch=8, n_res=1, light=True),
                                      {"genA2B": checkpoint.load(light_ckpt)["networks"]["genA2B"]})
     assert export.main(["--checkpoint", str(only_a2b), "--output", str(tmp_path / "x"), "--direction", "B2A"]) == 1

@@ -7,7 +7,6 @@ builds a TorchScript model with the same architecture and parameter names (as li
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -295,19 +294,12 @@ def write_images(folder: Path, count: int, seed: int, size: int = 64) -> Path:
     return folder
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("eval_kid_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_eval_kid_json_end_to_end(tmp_path, capsys, pytorch_fid_file):
+def test_eval_kid_json_end_to_end(tmp_path, capsys, pytorch_fid_file, load_tool):
     weights, _ = pytorch_fid_file
     real = write_images(tmp_path / "real", 4, seed=1)
     fake = write_images(tmp_path / "fake", 4, seed=2)
     source = write_images(tmp_path / "source", 4, seed=3)
-    tool = load_tool()
+    tool = load_tool("eval_kid")
     argv = ["--real", str(real), "--fake", str(fake), "--source", str(source), "--inception-weights", str(weights),
             "--batch-size", "3", "--kid-block-size", "2", "--json"]
     assert tool.main(argv) == 0
@@ -321,11 +313,11 @@ def test_eval_kid_json_end_to_end(tmp_path, capsys, pytorch_fid_file):
     assert result["inception_weights"] == str(weights)
 
 
-def test_eval_kid_errors_exit_nonzero_without_traceback(tmp_path, capsys):
+def test_eval_kid_errors_exit_nonzero_without_traceback(tmp_path, capsys, load_tool):
     real = write_images(tmp_path / "real", 2, seed=1, size=8)
     three = write_images(tmp_path / "three", 3, seed=2, size=8)
     (tmp_path / "empty").mkdir()
-    tool = load_tool()
+    tool = load_tool("eval_kid")
     cases = [
         (["--real", str(real), "--fake", str(tmp_path / "empty")], "no images"),
         (["--real", str(real), "--fake", str(three), "--kid-block-size", "2"], "at least 2 samples"),

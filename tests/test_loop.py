@@ -97,12 +97,16 @@ def test_progress_reporter_sees_every_iteration(tmp_path, data_root, tiny_config
                               ("close",)]
 
 
-def test_bad_config_exits_2_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("override, message", [
+    ("model.img_szie=64", "did you mean 'model.img_size'"),
+    pytest.param("train.amp=true", "train.amp=true needs a GPU", marks=pytest.mark.skipif(
+        paddle.device.get_device().startswith("gpu"), reason="AMP is available on this GPU machine")),
+])
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, run_tool, override, message):
     out = tmp_path / "never"
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(ROOT / "configs" / "demo.yaml"),
-                          "-o", f"output_dir={out}", "-o", "model.img_szie=64"], capture_output=True, text=True)
+    run = run_tool("train", "-c", str(ROOT / "configs" / "demo.yaml"), "-o", f"output_dir={out}", "-o", override)
     assert run.returncode == 2
-    assert "did you mean 'model.img_size'" in run.stderr and "Traceback" not in run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
     assert not out.exists()
 
 

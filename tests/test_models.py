@@ -130,7 +130,7 @@ def test_spectral_norm_power_iteration_advances_only_in_train_mode():
     u0, v0 = conv.weight_u.numpy().copy(), conv.weight_v.numpy().copy()
     d.eval()
     d(x)
-    assert np.array_equal(conv.weight_u.numpy(), u0)
+    assert np.array_equal(conv.weight_u.numpy(), u0) and np.array_equal(conv.weight_v.numpy(), v0)
     d.train()
     d(x)
     u1, v1 = conv.weight_u.numpy(), conv.weight_v.numpy()

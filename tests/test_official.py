@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +73,7 @@ def test_transpose_table_covers_exactly_the_linear_weights():
         assert two_d == set(LINEAR_WEIGHTS[kind])
 
 
-def test_convert_tool_round_trip_without_torch(tmp_path):
+def test_convert_tool_round_trip_without_torch(tmp_path, run_tool):
     """`tools/convert_torch.py` both ways in a subprocess where `import torch` fails."""
     args = ModelConfig(img_size=128, ch=8, n_res=2, light=False)
     states = _paddle_states(args)
@@ -85,15 +83,13 @@ def test_convert_tool_round_trip_without_torch(tmp_path):
     (hidden / "torch").mkdir(parents=True)
     (hidden / "torch" / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
     env = {"PYTHONPATH": str(hidden), "PATH": "/usr/bin:/bin"}
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_torch.py"), str(official), "-o",
-                          str(tmp_path / "model.pdparams")], capture_output=True, text=True, env=env)
+    run = run_tool("convert_torch", str(official), "-o", str(tmp_path / "model.pdparams"), env=env)
     assert run.returncode == 0, run.stderr
     assert "light=False ch=8 n_res=2 img_size=128" in run.stdout
     payload = checkpoint.load(tmp_path / "model.pdparams")
     assert checkpoint.model_config_of(payload) == args
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_torch.py"), "--to-torch",
-                          str(tmp_path / "model.pdparams"), "-o", str(tmp_path / "back.pt")],
-                         capture_output=True, text=True, env=env)
+    run = run_tool("convert_torch", "--to-torch", str(tmp_path / "model.pdparams"), "-o", str(tmp_path / "back.pt"),
+                   env=env)
     assert run.returncode == 0, run.stderr
     back = load_torch(tmp_path / "back.pt")
     for name in NETWORKS:
@@ -101,11 +97,10 @@ def test_convert_tool_round_trip_without_torch(tmp_path):
             assert np.array_equal(back[name][key], value)
 
 
-def test_convert_tool_reports_bad_files(tmp_path):
+def test_convert_tool_reports_bad_files(tmp_path, run_tool):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_torch.py"), str(bad), "-o",
-                          str(tmp_path / "x.pdparams")], capture_output=True, text=True)
+    run = run_tool("convert_torch", str(bad), "-o", str(tmp_path / "x.pdparams"))
     assert run.returncode == 1 and "not a PyTorch checkpoint" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.pdparams").exists()
 
@@ -131,7 +126,7 @@ def test_convert_file_writes_project_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("stored", ["float16", "float64"])
-def test_convert_keeps_the_stored_dtype_unless_told(tmp_path, stored):
+def test_convert_keeps_the_stored_dtype_unless_told(tmp_path, stored, run_tool):
     """Official checkpoints saved in float16 (halved to share) or float64 (`.double()`) convert; the weights keep
     their dtype unless `--dtype` is given, and load into a float32 model either way (cast on load)."""
     args = ModelConfig(img_size=128, ch=8, n_res=2, light=True)
@@ -141,9 +136,8 @@ def test_convert_keeps_the_stored_dtype_unless_told(tmp_path, stored):
     assert any(f"stored as {stored}" in n for n in notes)
     kept = checkpoint.load(tmp_path / "kept.pdparams")
     assert {v.dtype for s in kept["networks"].values() for v in s.values()} == {np.dtype(stored)}
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_torch.py"), str(tmp_path / "o.pt"), "-o",
-                          str(tmp_path / "f32.pdparams"), "--img-size", "128", "--dtype", "float32"],
-                         capture_output=True, text=True)
+    run = run_tool("convert_torch", str(tmp_path / "o.pt"), "-o", str(tmp_path / "f32.pdparams"), "--img-size", "128",
+                   "--dtype", "float32")
     assert run.returncode == 0, run.stderr
     cast = checkpoint.load(tmp_path / "f32.pdparams")
     assert {v.dtype for s in cast["networks"].values() for v in s.values()} == {np.dtype("float32")}

@@ -1,5 +1,6 @@
-"""ONNX export through paddle2onnx and ONNX Runtime: outputs within 1e-4 of the dygraph generator, dynamic
-batch, predict --onnx, Translator.from_onnx, and a clear message without the optional packages."""
+"""ONNX export through paddle2onnx and ONNX Runtime: outputs within 1e-4 of the dygraph generator (official
+and TF variant), dynamic batch, predict --onnx, Translator.from_onnx, and a clear message without the
+optional packages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from PIL import Image
 
 from ugatit_paddle.formats import checkpoint
 from ugatit_paddle.inference.export import ExportError
@@ -32,13 +34,15 @@ def _checkpoint(path: Path, args: ModelConfig) -> Path:
 
 
 @needs_onnx
+@pytest.mark.parametrize("variant", ["official", "tf"])
 @pytest.mark.parametrize("light", [True, False])
-def test_onnx_matches_dygraph_with_a_dynamic_batch(tmp_path, light):
-    args = ModelConfig(img_size=64, ch=8, n_res=2, light=light, global_layers=5, local_layers=3)
+def test_onnx_matches_dygraph_with_a_dynamic_batch(tmp_path, light, variant):
+    args = ModelConfig(img_size=64, ch=8, n_res=2, light=light, global_layers=5, local_layers=3, variant=variant)
     ckpt = _checkpoint(tmp_path / "model.pdparams", args)
     path = export_checkpoint_onnx(ckpt, tmp_path / "B2A.onnx", direction="B2A")
     model = OnnxModel(path)
     assert (model.direction, model.img_size, model.info["model_args"]["light"]) == ("B2A", 64, light)
+    assert model.info["model_args"]["variant"] == variant
     assert model.output_names == ["translated", "cam_logit", "heatmap"]
     _, nets = load_generators(ckpt, ("genB2A",))
     dygraph = DygraphRunner(nets["genB2A"])
@@ -51,25 +55,19 @@ def test_onnx_matches_dygraph_with_a_dynamic_batch(tmp_path, light):
 
 
 @needs_onnx
-def test_predict_onnx_and_translator(tmp_path, data_root):
+def test_predict_onnx_and_translator(tmp_path, data_root, load_tool):
     args = ModelConfig(img_size=64, ch=8, n_res=1, light=True, global_layers=5, local_layers=3)
     ckpt = _checkpoint(tmp_path / "model.pdparams", args)
-    spec = importlib.util.spec_from_file_location("tool_export_model", ROOT / "tools" / "export_model.py")
-    export_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_tool)
+    export_tool = load_tool("export_model")
     assert export_tool.main(["--checkpoint", str(ckpt), "--format", "onnx", "--output", str(tmp_path / "onnx")]) == 0
     assert (tmp_path / "onnx" / "model.onnx").is_file()
-    spec = importlib.util.spec_from_file_location("tool_predict", ROOT / "tools" / "predict.py")
-    predict = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(predict)
+    predict = load_tool("predict")
     assert predict.main(["--onnx", str(tmp_path / "onnx"), "--input", str(data_root / "testA"),
                          "--output", str(tmp_path / "out")]) == 0
     written = sorted((tmp_path / "out").glob("*.png"))
     assert len(written) == 2
     assert predict.main(["--onnx", str(tmp_path / "onnx"), "--direction", "B2A", "--input", str(data_root / "testA"),
                          "--output", str(tmp_path / "out2")]) == 1  # exported A2B
-    from PIL import Image
-
     image = Image.open(sorted((data_root / "testA").iterdir())[0])
     onnx_out = np.asarray(Translator.from_onnx(tmp_path / "onnx" / "model.onnx").translate(image)).astype(int)
     eager_out = np.asarray(Translator.from_checkpoint(ckpt).translate(image)).astype(int)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import paddle
 import pytest
 
 from ugatit_paddle.formats import checkpoint
@@ -21,7 +20,6 @@ from ugatit_paddle.models import NETWORKS, build_networks
 from ugatit_paddle.formats.safe_pickle import UnsafePickleError
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLE = ROOT.parent / "shared" / "fixtures" / "paddlegan" / "light_96_ch8"
 
 
 def _states(args: ModelConfig) -> dict[str, dict[str, np.ndarray]]:
@@ -104,7 +102,7 @@ class _Eval:
         return eval, (self.expression,)
 
 
-def test_crafted_pickles_are_refused_without_running_anything(tmp_path):
+def test_crafted_pickles_are_refused_without_running_anything(tmp_path, run_tool):
     marker = tmp_path / "pwned"
     cases = [
         pickle.dumps({"genA2B": {"w": _Exploit(marker)}}, protocol=2),
@@ -117,8 +115,7 @@ def test_crafted_pickles_are_refused_without_running_anything(tmp_path):
         path.write_bytes(data)
         with pytest.raises(UnsafePickleError, match="refusing to load"):
             load_file(path)
-        run = subprocess.run([sys.executable, "tools/convert_paddlegan.py", str(path), "-o", str(tmp_path / "o")],
-                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        run = run_tool("convert_paddlegan", str(path), "-o", str(tmp_path / "o"), timeout=300)
         assert run.returncode == 1 and "refusing to load" in run.stderr
     assert not marker.exists() and not (tmp_path / "o").exists()
     truncated = tmp_path / "truncated.pdparams"
@@ -127,27 +124,25 @@ def test_crafted_pickles_are_refused_without_running_anything(tmp_path):
         load_file(truncated)
 
 
-def test_shared_paddlegan_bundle_through_the_command_line(tmp_path):
-    if not (BUNDLE / "reference.json").is_file():
-        pytest.skip(f"PaddleGAN reference bundle {BUNDLE} not present (only in the project's shared fixtures)")
-    assert bundle_source(BUNDLE) == "paddlegan"
+def test_shared_paddlegan_bundle_through_the_command_line(tmp_path, shared_bundle, run_tool):
+    bundle = shared_bundle("paddlegan", "light_96_ch8")
+    assert bundle_source(bundle) == "paddlegan"
     out = tmp_path / "converted.pdparams"
     for name in ("epoch_1_weight.pdparams", "epoch_1_checkpoint.pdparams"):
-        cmd = [sys.executable, "tools/convert_paddlegan.py", str(BUNDLE / name), "-o", str(out), "--img-size", "96"]
-        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        args = [str(bundle / name), "-o", str(out), "--img-size", "96"]
+        run = run_tool("convert_paddlegan", *args, timeout=300)
         assert run.returncode == 1 and "DownBlock.2.scale" in run.stderr and "--force" in run.stderr
-        run = subprocess.run(cmd + ["--force"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        run = run_tool("convert_paddlegan", *args, "--force", timeout=300)
         assert run.returncode == 0 and "light=True ch=8 n_res=2 img_size=96" in run.stdout, run.stderr
-    rows = paddlegan_bundle_parity(BUNDLE)
+    rows = paddlegan_bundle_parity(bundle)
     assert len(rows) == 19 and all(r.ok for r in rows), [r for r in rows if not r.ok]
+    assert [r.check for r in rows].count("paddlegan refusal") == 1  # its own summary line, apart from the outputs
     # the converted file drives the official-variant networks exactly like the parity check
     payload = checkpoint.load(out)
     nets = build_networks(checkpoint.model_config_of(payload), ("genA2B",))
     checkpoint.load_networks(nets, payload, str(out), required=("genA2B",))
-    import paddle
-
-    x = np.load(BUNDLE / "batch.npz")["x"]
+    x = np.load(bundle / "batch.npz")["x"]
     with paddle.no_grad():
         fake = nets["genA2B"].eval()(paddle.to_tensor(x))[0].numpy()
-    ref = np.load(BUNDLE / "outputs_gen_in_affine_identity.npz")["genA2B.0"]
+    ref = np.load(bundle / "outputs_gen_in_affine_identity.npz")["genA2B.0"]
     assert np.abs(fake - ref).max() <= 1e-4 * np.abs(ref).max()

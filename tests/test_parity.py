@@ -6,31 +6,27 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
-import subprocess
-import sys
+import re
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ugatit_paddle.config import ModelConfig
+from ugatit_paddle.formats.torch_writer import save_torch
 from ugatit_paddle.parity import (
     LIMITS, Report, Row, compare, format_bundles_markdown, format_json, format_markdown, format_summary, format_table,
+    live_parity, official_rerun, precision_check,
 )
 from ugatit_paddle.parity.checks import compare_weights, trajectory_rows
+from ugatit_paddle.parity.official_torch import OfficialTraining, Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "fixtures" / "official"
 TORCH_SRC = os.environ.get("UGATIT_TORCH_SRC") or os.environ.get("UGATIT_OFFICIAL_SRC")
 needs_official = pytest.mark.skipif(not TORCH_SRC, reason="opt-in: set UGATIT_TORCH_SRC to a clone of UGATIT-pytorch "
                                     "(and install torch) to run the official code beside ours")
-
-
-def _tool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "parity.py"), *args], capture_output=True, text=True,
-                          env=env)
 
 
 # ------------------------------------------------------------------------------------------ limits and rows
@@ -98,53 +94,46 @@ def test_one_readme_row_per_bundle_with_the_worst_value_of_each_kind():
 
 
 # ------------------------------------------------------------------------------------------ the command line
-def test_tool_flags_are_unambiguous(tmp_path):
-    run = _tool("--bundle", str(tmp_path), "--float64")
+def test_tool_flags_are_unambiguous(tmp_path, run_tool):
+    run = run_tool("parity", "--bundle", str(tmp_path), "--float64")
     assert run.returncode == 2 and "--precision" in run.stderr
-    run = _tool("--steps", "1")
+    run = run_tool("parity", "--steps", "1")
     assert run.returncode == 2 and "give one of" in run.stderr
-    run = _tool("--bundle", str(tmp_path), "--json")
+    run = run_tool("parity", "--bundle", str(tmp_path), "--json")
     assert run.returncode == 2 and "not a parity bundle" in run.stderr and "Traceback" not in run.stderr
-    assert "--precision" in _tool("--help").stdout
+    assert "--precision" in run_tool("parity", "--help").stdout
 
 
-def test_live_mode_explains_what_it_needs(tmp_path):
+def test_live_mode_explains_what_it_needs(tmp_path, run_tool):
     hidden = tmp_path / "hide" / "torch"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
     ckpt = tmp_path / "x.pt"
     ckpt.write_bytes(b"unused")
-    run = _tool("--torch-ckpt", str(ckpt), "--torch-src", str(tmp_path), "--float64", "--steps", "2",
+    run = run_tool("parity", "--torch-ckpt", str(ckpt), "--torch-src", str(tmp_path), "--float64", "--steps", "2",
                 env={"PYTHONPATH": str(hidden.parent)})
     assert run.returncode == 2 and "live parity needs PyTorch" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_steps_beyond_the_recording_are_refused():
-    bundle = SHARED / "light_96_ch6_b2_f64"
-    if not (bundle / "reference.json").is_file():
-        pytest.skip(f"golden parity bundle {bundle} not present (only in the project's shared fixtures)")
-    run = _tool("--bundle", str(bundle), "--steps", "5")
+def test_steps_beyond_the_recording_are_refused(shared_bundle, run_tool):
+    bundle = shared_bundle("official", "light_96_ch6_b2_f64")
+    run = run_tool("parity", "--bundle", str(bundle), "--steps", "5")
     assert run.returncode == 2 and "--steps must be 0..4" in run.stderr
 
 
 @pytest.mark.parametrize("bundle", ["tf/full_64_ch8", "tf/light_96_ch8", "paddlegan/light_96_ch8"])
-def test_tool_recognises_tf_and_paddlegan_bundles(bundle):
-    path = SHARED.parent / bundle
-    if not (path / "reference.json").is_file():
-        pytest.skip(f"bundle {path} not present (only in the project's shared fixtures)")
-    run = _tool("--bundle", str(path), "--json")
+def test_tool_recognises_tf_and_paddlegan_bundles(bundle, shared_bundle, run_tool):
+    path = shared_bundle(*bundle.split("/"))
+    run = run_tool("parity", "--bundle", str(path), "--json")
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(run.stdout)
     assert result["source"] == bundle.split("/")[0] and result["failed"] == 0 and result["passed"] >= 18
     assert {r["network"] for r in result["rows"]} >= {"genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"}
-    refused = _tool("--bundle", str(path), "--steps", "1")
+    refused = run_tool("parity", "--bundle", str(path), "--steps", "1")
     assert refused.returncode == 2 and "eval outputs only" in refused.stderr
 
 
 def test_float32_generator_is_close_to_float64():
-    from ugatit_paddle.config import ModelConfig
-    from ugatit_paddle.parity import precision_check
-
     report = precision_check(ModelConfig(img_size=128, ch=8, n_res=1, light=False))
     assert [r.network for r in report.rows[::3]] == ["paddle", "exported", "exported+onednn"]
     assert all(r.value < 2e-5 for r in report.rows), format_table(report.rows)
@@ -152,23 +141,16 @@ def test_float32_generator_is_close_to_float64():
 
 # ------------------------------------------------------------------------------------------ opt-in: official code
 @needs_official
-def test_live_float32_forwards_on_a_recorded_checkpoint():
+def test_live_float32_forwards_on_a_recorded_checkpoint(shared_bundle):
     pytest.importorskip("torch")
-    from ugatit_paddle.parity import live_parity
-
-    bundle = SHARED / "light_128_ch8"
-    if not (bundle / "reference.json").is_file():
-        pytest.skip(f"{bundle} not present")
+    bundle = shared_bundle("official", "light_128_ch8")
     report = live_parity(bundle / "init_params.pt", TORCH_SRC, img_size=128)
     assert len(report.rows) == 18 + 6 * 3 * 3 and report.ok, format_table(report.rows)
 
 
 def _official_checkpoint(path: Path, img_size: int, ch: int, n_res: int, light: bool, seed: int) -> Path:
     """An official checkpoint (as UGATIT.save() writes it) of randomly initialised official networks."""
-    import torch
-
-    from ugatit_paddle.parity.official_torch import OfficialTraining
-
+    torch = pytest.importorskip("torch")
     official = OfficialTraining(TORCH_SRC, img_size, ch, n_res, light, seed=seed)
     torch.save({n: net.state_dict() for n, net in official.nets.items()}, path)
     return path
@@ -179,8 +161,6 @@ def _official_checkpoint(path: Path, img_size: int, ch: int, n_res: int, light: 
 def test_live_float64_training_beside_the_official_code(tmp_path, light, img_size, ch, batch):
     """Both codes train K iterations in float64 from a float32 official checkpoint: float64 limits, full model too."""
     pytest.importorskip("torch")
-    from ugatit_paddle.parity import live_parity
-
     ckpt = _official_checkpoint(tmp_path / "official.pt", img_size, ch, 1, light, seed=5)
     report = live_parity(ckpt, TORCH_SRC, img_size=img_size, steps=2, float64=True, batch=batch)
     assert report.dtype == "float64" and report.ok, format_table(report.rows, report.notes)
@@ -190,9 +170,6 @@ def test_live_float64_training_beside_the_official_code(tmp_path, light, img_siz
 def _record_float64_bundle(folder: Path, img_size: int, ch: int, n_res: int, light: bool, batch: int,
                            steps: int) -> Path:
     """A parity bundle in the fixtures' format, recorded with the official networks and iteration in float64."""
-    from ugatit_paddle.parity.official_torch import OfficialTraining, Recipe
-    from ugatit_paddle.formats.torch_writer import save_torch
-
     folder.mkdir()
     official = OfficialTraining(TORCH_SRC, img_size, ch, n_res, light, dtype="float64", seed=11)
     rng = np.random.default_rng(11)
@@ -213,23 +190,19 @@ def _record_float64_bundle(folder: Path, img_size: int, ch: int, n_res: int, lig
 
 
 @needs_official
-def test_a_float64_bundle_of_another_size_passes(tmp_path):
+def test_a_float64_bundle_of_another_size_passes(tmp_path, run_tool):
     """Nothing depends on the shared bundles' names or sizes: a full float64 bundle recorded here passes."""
     pytest.importorskip("torch")
     bundle = _record_float64_bundle(tmp_path / "full_104_ch3_b2", 104, 3, 1, False, 2, 2)
-    run = _tool("--bundle", str(bundle), "--steps", "2", "--json")
+    run = run_tool("parity", "--bundle", str(bundle), "--steps", "2", "--json")
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(run.stdout)
     assert result["dtype"] == "float64" and result["failed"] == 0 and result["passed"] == 18 + 4 + 1 + 18
 
 
 @needs_official
-def test_official_code_rerun_reproduces_a_float64_bundle():
+def test_official_code_rerun_reproduces_a_float64_bundle(shared_bundle):
     pytest.importorskip("torch")
-    from ugatit_paddle.parity import official_rerun
-
-    bundle = SHARED / "full_112_ch4_f64"
-    if not (bundle / "reference.json").is_file():
-        pytest.skip(f"{bundle} not present")
+    bundle = shared_bundle("official", "full_112_ch4_f64")
     report = official_rerun(bundle, TORCH_SRC, threads=1)
     assert report.ok and len(report.rows) == 18 + 6 + 1 + 18, format_table(report.rows)

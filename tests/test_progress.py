@@ -8,7 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import tqdm.auto
+
 from ugatit_paddle.training.progress import BarProgress, LineProgress, format_duration, make_progress
+from ugatit_paddle.training import progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,10 +77,6 @@ def test_format_duration():
 
 
 def test_notebook_gets_the_auto_bar(monkeypatch):
-    import tqdm.auto
-
-    from ugatit_paddle.training import progress
-
     monkeypatch.setattr(progress, "in_notebook", lambda: True)
     reporter = progress.make_progress(0, 4, 2, stream=io.StringIO())  # even with a non-terminal stream
     assert isinstance(reporter, BarProgress) and isinstance(reporter.bar, tqdm.auto.tqdm)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -99,16 +98,14 @@ def test_released_on_errors_and_reusable(tmp_path):
     assert not lock.held
 
 
-def test_two_train_runs_on_one_output_dir(tmp_path, data_root):
+def test_two_train_runs_on_one_output_dir(tmp_path, data_root, small_train, wait_for):
     """tools/train.py: the second run on a folder in use exits 2 at once, the first goes on undisturbed."""
-    from test_faults import TRAIN, _small, _wait_for
-
     out = tmp_path / "run"
-    first = subprocess.Popen(TRAIN + _small(out, data_root, 200), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    first = subprocess.Popen(small_train(out, data_root, 200), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
-        _wait_for(out / "samples" / "A2B_0000001.png", first)
-        second = subprocess.run(TRAIN + _small(out, data_root, 200), capture_output=True, text=True, timeout=120)
+        wait_for(out / "samples" / "A2B_0000001.png", first)
+        second = subprocess.run(small_train(out, data_root, 200), capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr[-2000:]
         assert f"output_dir '{out}' is in use by another run: process {first.pid}" in second.stderr
         assert first.poll() is None

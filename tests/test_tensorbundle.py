@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tensorbundle_writer import block, entry_proto, field, header_proto, table, write_bundle
+from helpers.tensorbundle_writer import block, entry_proto, field, header_proto, table, write_bundle
 from ugatit_paddle.formats import tensorbundle
 from ugatit_paddle.formats.tensorbundle import TensorBundle, TensorBundleError, crc32c, resolve_prefix
 

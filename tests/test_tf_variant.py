@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
 
-from tensorbundle_writer import tf_ugatit_variables, write_bundle
+from helpers import tf_reference
+from helpers.tensorbundle_writer import tf_ugatit_variables, write_bundle
 from ugatit_paddle.formats import checkpoint
 from ugatit_paddle.config import ConfigError, config_from_dict
 from ugatit_paddle.parity.foreign import TF_LIMIT, bundle_source, tf_bundle_parity
@@ -23,23 +22,17 @@ from ugatit_paddle.formats.tf import TFConversionError, from_tf_checkpoint
 from ugatit_paddle.config import ModelConfig
 from ugatit_paddle.models import build_networks, make_variant, output_size
 from ugatit_paddle.models.discriminator import heatmap_size
+from PIL import Image
+from ugatit_paddle.config import load_config
+from ugatit_paddle.formats.checkpoint import load_generators
+from ugatit_paddle.formats.tensorbundle import TensorBundle
+from ugatit_paddle.inference.export import InferenceModel, export_checkpoint
+from ugatit_paddle.models.norms import AdaILN
+from ugatit_paddle.parity.foreign import _like, _run_generator
+from ugatit_paddle.training.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-TF_FIXTURES = ROOT.parent / "shared" / "fixtures" / "tf"
-TF_BUNDLES = ("full_64_ch8", "light_96_ch8")
 OFFICIAL_FOLDER = "UGATIT_selfie2anime_lsgan_4resblock_6dis_1_1_10_10_1000_sn_smoothing"
-
-
-@pytest.fixture(params=TF_BUNDLES)
-def tf_bundle(request: pytest.FixtureRequest) -> Path:
-    path = TF_FIXTURES / request.param
-    if not (path / "reference.json").is_file():
-        pytest.skip(f"TF reference bundle {path} not present (only in the project's shared fixtures)")
-    return path
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 # ------------------------------------------------------------------------------------------ the networks
@@ -66,8 +59,6 @@ def test_tf_variant_networks_have_the_tf_parameters_and_sizes():
 
 
 def test_tf_smoothing_and_variance_are_used():
-    from ugatit_paddle.models.norms import AdaILN
-
     x = paddle.uniform([2, 4, 6, 6], min=-1, max=1)
     gamma, beta = paddle.ones([2, 4]), paddle.zeros([2, 4])
     smooth = AdaILN(4, unbiased=False, smoothing=True, rho_init=1.0)
@@ -81,8 +72,6 @@ def test_tf_smoothing_and_variance_are_used():
 
 
 def test_config_validates_the_variant_settings():
-    from ugatit_paddle.config import load_config
-
     shipped = load_config(ROOT / "configs" / "selfie2anime_tf.yaml")  # fine-tuning the released TF model
     assert shipped.model.variant == "tf" and shipped.model.global_layers == 7 and not shipped.model.light
     cfg = config_from_dict({"model": {"variant": "tf", "tf_smoothing": False, "img_size": 96}})
@@ -206,10 +195,6 @@ def test_refusals_name_the_problem(tmp_path):
 
 
 def test_converted_tf_model_exports_and_fine_tunes(tmp_path, data_root):
-    from ugatit_paddle.inference.export import InferenceModel, export_checkpoint
-    from ugatit_paddle.training.loop import Trainer
-    from ugatit_paddle.formats.checkpoint import load_generators
-
     ckpt = tmp_path / "tf.pdparams"
     prefix = write_bundle(tmp_path / "tf" / "m", tf_ugatit_variables(False, 64, 4, 1, 4, True, seed=3))
     args, _ = tfconv.convert_file(prefix, ckpt)
@@ -238,11 +223,11 @@ def test_converted_tf_model_exports_and_fine_tunes(tmp_path, data_root):
 
 
 # ------------------------------------------------------------------------------------------ shared bundles
-def test_shared_tf_bundles_through_the_command_line(tmp_path, tf_bundle):
+def test_shared_tf_bundles_through_the_command_line(tmp_path, tf_bundle, run_tool):
     assert bundle_source(tf_bundle) == "tf"
     config = json.loads((tf_bundle / "reference.json").read_text())["config"]
     out = tmp_path / "converted.pdparams"
-    run = _run("tools/convert_tf.py", str(tf_bundle), "-o", str(out), "--img-size", str(config["img_size"]))
+    run = run_tool("convert_tf", str(tf_bundle), "-o", str(out), "--img-size", str(config["img_size"]))
     assert run.returncode == 0, run.stderr
     assert f"img_size {config['img_size']}, ch {config['ch']}, n_res 4, n_dis {config['n_dis']}" in run.stdout
     assert "assuming the official default, on" in run.stdout and "skipped" in run.stdout
@@ -263,10 +248,9 @@ def test_shared_tf_bundles_through_the_command_line(tmp_path, tf_bundle):
 
     images = tmp_path / "images"
     images.mkdir()
-    from PIL import Image
     for i in range(2):
         Image.fromarray(((batch["real_A"][i] + 1) * 127.5).astype(np.uint8)).save(images / f"face{i}.png")
-    run = _run("tools/predict.py", "--checkpoint", str(out), "--input", str(images), "--output", str(tmp_path / "o"))
+    run = run_tool("predict", "--checkpoint", str(out), "--input", str(images), "--output", str(tmp_path / "o"))
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["face0.png", "face1.png"]
 
@@ -295,10 +279,7 @@ def test_batch_of_one_heatmaps_are_squeezed_like_tf(tmp_path, tf_bundle):
 ])
 def test_converted_networks_match_a_numpy_transcription_of_the_tf_code(tmp_path, light, img_size, ch, n_dis, sn,
                                                                         smoothing, batch):
-    """Settings and sizes the shared bundles do not cover, against tests/tf_reference.py (float64, NHWC, TF names)."""
-    import tf_reference
-    from ugatit_paddle.parity.foreign import _like, _run_generator
-
+    """Settings and sizes the shared bundles do not cover, against tests/helpers/tf_reference.py (float64, NHWC, TF names)."""
     n_res = 4
     variables = tf_ugatit_variables(light, img_size, ch, n_res, n_dis, sn, seed=img_size + n_dis, optimizer=False)
     rng = np.random.default_rng(1)
@@ -332,10 +313,7 @@ def test_converted_networks_match_a_numpy_transcription_of_the_tf_code(tmp_path,
 
 
 def test_the_numpy_transcription_reproduces_the_shared_tf_bundles(tf_bundle):
-    """Validates tests/tf_reference.py itself against the recordings of the official TF code."""
-    import tf_reference
-    from ugatit_paddle.formats.tensorbundle import TensorBundle
-
+    """Validates tests/helpers/tf_reference.py itself against the recordings of the official TF code."""
     config = json.loads((tf_bundle / "reference.json").read_text())["config"]
     bundle = TensorBundle(tf_bundle)
     v = {name: bundle.read(name).astype(np.float64) for name in bundle.entries if "Adam" not in name}

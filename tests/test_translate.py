@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -20,18 +17,13 @@ from ugatit_paddle.config import ModelConfig
 from ugatit_paddle.formats.torch_writer import save_torch
 from ugatit_paddle.models import build_networks
 from ugatit_paddle.inference.translate import Translator, collect_inputs, output_names
+from ugatit_paddle.data import eval_transform
+from ugatit_paddle.visualize import image_tile
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ModelConfig(img_size=128, ch=8, n_res=1, light=True)
 S = ARGS.img_size
 
-
-def _tool(name: str):
-    """tools/<name>.py as a module, to call its main(argv) in-process."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _states() -> dict[str, dict[str, np.ndarray]]:
@@ -58,10 +50,9 @@ def _image(path: Path) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ tools/test.py
-def test_test_tool_writes_strips_and_translations_named_after_inputs(work):
+def test_test_tool_writes_strips_and_translations_named_after_inputs(work, run_tool):
     out = work / "out" / "test"
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), "-o", f"output_dir={work / 'out'}",
-                          "-o", f"data.root={work / 'data'}", "--batch-size", "2"], capture_output=True, text=True)
+    run = run_tool("test", "-o", f"output_dir={work / 'out'}", "-o", f"data.root={work / 'data'}", "--batch-size", "2")
     assert run.returncode == 0, run.stderr
     assert "iter_0000000.pdparams" in run.stdout
     assert "A2B: translated 4 images" in run.stdout and "skipped 1 unreadable" in run.stdout
@@ -83,13 +74,11 @@ def test_test_tool_writes_strips_and_translations_named_after_inputs(work):
 
 
 def _real_tile(path: Path) -> np.ndarray:
-    from ugatit_paddle.data import eval_transform
-    from ugatit_paddle.visualize import image_tile
     return image_tile(eval_transform(load_rgb(path), S))
 
 
-def test_test_tool_errors(work, tmp_path, capsys):
-    test = _tool("test")
+def test_test_tool_errors(work, tmp_path, capsys, load_tool):
+    test = load_tool("test")
     assert test.main(["-o", f"output_dir={tmp_path / 'empty'}", "-o", f"data.root={work / 'data'}"]) == 1
     assert "no checkpoint in" in capsys.readouterr().err
     only_a2b = checkpoint.save_model(tmp_path / "a2b.pdparams", ARGS, {"genA2B": _states()["genA2B"]})
@@ -117,13 +106,11 @@ def inputs(work) -> Path:
     return root
 
 
-def test_predict_files_folders_globs_skips_unreadable(work, inputs, tmp_path):
+def test_predict_files_folders_globs_skips_unreadable(work, inputs, tmp_path, load_tool, run_tool):
     ckpt = checkpoint.latest_checkpoint(work / "out")
     out = tmp_path / "pred"
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), "--checkpoint", str(ckpt),
-                          "--input", str(inputs / "in"), str(inputs / "glob" / "*.png"), str(inputs / "in" / "x.png"),
-                          "--output", str(out), "--keep-size", "--heatmap", "--batch-size", "2"],
-                         capture_output=True, text=True)
+    run = run_tool("predict", "--checkpoint", str(ckpt), "--input", str(inputs / "in"), str(inputs / "glob" / "*.png"),
+                   str(inputs / "in" / "x.png"), "--output", str(out), "--keep-size", "--heatmap", "--batch-size", "2")
     assert run.returncode == 0, run.stderr
     broken = inputs / "in" / "broken.png"
     assert f"translated 4 images, skipped 1 unreadable: {broken}" in run.stdout
@@ -134,15 +121,15 @@ def test_predict_files_folders_globs_skips_unreadable(work, inputs, tmp_path):
     assert Image.open(out / "x.png").size == (100, 60) and Image.open(out / "x_heatmap.png").size == (100, 60)
     assert Image.open(out / "sub" / "y.png").size == (64, 64)
 
-    predict = _tool("predict")  # without --keep-size: the model's size, and jpg output
+    predict = load_tool("predict")  # without --keep-size: the model's size, and jpg output
     assert predict.main(["--checkpoint", str(ckpt), "--input", str(inputs / "in" / "x.png"), "--output",
                          str(tmp_path / "plain"), "--format", "jpg"]) == 0
     assert Image.open(tmp_path / "plain" / "x.jpg").size == (S, S)
     assert not (tmp_path / "plain" / "x_heatmap.jpg").exists()
 
 
-def test_predict_errors(work, inputs, tmp_path, capsys):
-    predict = _tool("predict")
+def test_predict_errors(work, inputs, tmp_path, capsys, load_tool):
+    predict = load_tool("predict")
     ckpt = str(checkpoint.latest_checkpoint(work / "out"))
     assert predict.main(["--checkpoint", ckpt, "--input", str(inputs / "nothing*.png"), "--output", str(tmp_path)]) == 1
     assert "no images match" in capsys.readouterr().err
@@ -212,20 +199,19 @@ def test_translator_on_a_converted_official_light_checkpoint(tmp_path, work):
 
 
 @pytest.mark.parametrize("stored", ["float16", "float64"])
-def test_predict_with_a_halved_or_float64_official_checkpoint(tmp_path, work, stored):
+def test_predict_with_a_halved_or_float64_official_checkpoint(tmp_path, work, stored, load_tool, run_tool):
     """An official checkpoint shared in float16 (or saved in float64) converts keeping its dtype, and
     tools/predict.py translates with it (weights cast to float32 on load, said in one line)."""
     official = tmp_path / f"official_{stored}.pt"
     save_torch({n: {k: v.astype(stored) for k, v in s.items()} for n, s in to_official(_states()).items()}, official)
     converted = tmp_path / "converted.pdparams"
     convert_file(str(official), str(converted), img_size=S)
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "predict.py"), "--checkpoint", str(converted),
-                          "--input", str(work / "data" / "testA" / "a_0001.png"), "--output", str(tmp_path / "pred")],
-                         capture_output=True, text=True)
+    run = run_tool("predict", "--checkpoint", str(converted), "--input", str(work / "data" / "testA" / "a_0001.png"),
+                   "--output", str(tmp_path / "pred"))
     assert run.returncode == 0, run.stderr
     assert f"stores {stored} weights; loaded as float32" in run.stderr and "Traceback" not in run.stderr
     assert Image.open(tmp_path / "pred" / "a_0001.png").size == (S, S)
-    assert _tool("predict").main(["--checkpoint", str(checkpoint.latest_checkpoint(work / "out")), "--input",
+    assert load_tool("predict").main(["--checkpoint", str(checkpoint.latest_checkpoint(work / "out")), "--input",
                                   str(work / "data" / "testA" / "a_0001.png"), "--output", str(tmp_path / "ref")]) == 0
     diff = np.abs(_image(tmp_path / "pred" / "a_0001.png").astype(int) - _image(tmp_path / "ref" / "a_0001.png"))
     # same float32 weights: a level at most (float32 rounding across processes); float16-rounded ones: one more

@@ -26,17 +26,20 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.benchmark import format_markdown, profile_training, run_benchmark  # noqa: E402
-from ugatit_paddle.config import ConfigError, load_config  # noqa: E402
+from ugatit_paddle.benchmark import (  # noqa: E402
+    TIMED_ITERATIONS, WARMUP_ITERATIONS, format_markdown, profile_training, run_benchmark,
+)
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.config import load_config  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="YAML config (keys missing from it take the official defaults)")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. -o model.ch=32 (repeatable)")
-    parser.add_argument("--iters", type=int, default=5, help="timed iterations per setting (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
+    cli.add_config_arguments(parser, "model.ch=32")
+    parser.add_argument("--iters", type=int, default=TIMED_ITERATIONS,
+                        help="timed iterations per setting (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=WARMUP_ITERATIONS,
+                        help="untimed iterations first (default %(default)s)")
     parser.add_argument("--no-export", action="store_true",
                         help="skip the exported-model (Paddle Inference, ONNX Runtime) timing")
     output = parser.add_mutually_exclusive_group()
@@ -47,18 +50,18 @@ def main() -> int:
     a = parser.parse_args()
     if a.iters < 1 or a.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
-    try:
+
+    def work() -> int:
         cfg = load_config(a.config, a.override)
         if a.profile:
             profile_training(cfg, iters=a.iters, warmup=a.warmup)
-            return 0
+            return cli.EXIT_OK
         result = run_benchmark(cfg, iters=a.iters, warmup=a.warmup, exported=not a.no_export)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    command = shlex.join(["python", "tools/benchmark.py", *sys.argv[1:]])
-    print(json.dumps(result) if a.json else format_markdown(result, command))
-    return 0
+        command = shlex.join(["python", "tools/benchmark.py", *sys.argv[1:]])
+        print(json.dumps(result) if a.json else format_markdown(result, command))
+        return cli.EXIT_OK
+
+    return cli.run(work)
 
 
 if __name__ == "__main__":

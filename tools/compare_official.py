@@ -13,6 +13,7 @@ Inference (--inference): generator latency for one image, official eager against
 its own fresh process, peak RSS over --iters training iterations. Both sides use the same number of threads
 (OMP_NUM_THREADS as set up by ugatit_paddle/runtime.py, or yours). The official iteration is the one the
 parity checks run (ugatit_paddle/parity/official_torch.py).
+Exit status: 0 done, 2 bad usage (no networks.py in --torch-src).
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ from ugatit_paddle.parity import speed  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--torch-src", required=True, help="folder with the official networks.py (UGATIT-pytorch clone)")
-    parser.add_argument("--img-size", type=int, default=128)
-    parser.add_argument("--ch", type=int, default=32)
-    parser.add_argument("--n-res", type=int, default=4)
+    defaults = speed.Setup  # its field defaults are this tool's defaults
+    parser.add_argument("--img-size", type=int, default=defaults.img_size, help="default %(default)s")
+    parser.add_argument("--ch", type=int, default=defaults.ch, help="default %(default)s")
+    parser.add_argument("--n-res", type=int, default=defaults.n_res, help="default %(default)s")
     parser.add_argument("--full", action="store_true", help="full model (default: light)")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--iters", type=int, default=5, help="timed iterations per implementation (memory: iterations run)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="default %(default)s")
+    parser.add_argument("--iters", type=int, default=defaults.iters,
+                        help="timed iterations per implementation (memory: iterations run; default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="default %(default)s")
     parser.add_argument("--memory", action="store_true", help="peak RSS, each implementation in a fresh process")
     parser.add_argument("--inference", action="store_true", help="generator inference latency instead of training")
     parser.add_argument("--rounds", type=int, default=3, help="--inference: rounds of fresh processes (default 3)")

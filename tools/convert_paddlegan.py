@@ -18,28 +18,22 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.paddlegan import convert_file
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.formats.paddlegan import convert_file  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="PaddleGAN .pdparams file")
-    parser.add_argument("-o", "--output", required=True, help=".pdparams file to write")
-    parser.add_argument("--img-size", type=int, help="training image size (only needed for light models; default 256)")
+    cli.add_conversion_arguments(parser, "PaddleGAN .pdparams file")
     parser.add_argument("--force", action="store_true",
                         help="drop InstanceNorm scale/bias even where they are not 1/0 (changes the outputs)")
     a = parser.parse_args()
-    try:
+
+    def work() -> int:
         args, notes = convert_file(a.input, a.output, img_size=a.img_size, force=a.force)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"architecture: light={args.light} ch={args.ch} n_res={args.n_res} img_size={args.img_size} "
-          f"discriminator layers global={args.global_layers} local={args.local_layers}")
-    for note in notes:
-        print(f"note: {note}")
-    print(f"wrote {a.output}")
-    return 0
+        return cli.print_conversion(cli.architecture(args), notes, a.output)
+
+    return cli.run(work, failures=(OSError, ValueError))
 
 
 if __name__ == "__main__":

@@ -22,28 +22,23 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.tf import convert_file, describe
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.formats.tf import convert_file, describe  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="TF checkpoint prefix, one of its files, or its folder")
-    parser.add_argument("-o", "--output", required=True, help=".pdparams file to write")
-    parser.add_argument("--img-size", type=int, help="training image size (only needed for light models; default 256)")
+    cli.add_conversion_arguments(parser, "TF checkpoint prefix, one of its files, or its folder", input_name="CKPT")
     parser.add_argument("--smoothing", action=argparse.BooleanOptionalAction, default=None,
                         help="the TF --smoothing flag the model was trained with (default: from the official folder "
                              "name, else on)")
     a = parser.parse_args()
-    try:
-        args, notes = convert_file(a.checkpoint, a.output, img_size=a.img_size, smoothing=a.smoothing)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"architecture: {describe(args)}")
-    for note in notes:
-        print(f"note: {note}")
-    print(f"wrote {a.output}")
-    return 0
+
+    def work() -> int:
+        args, notes = convert_file(a.input, a.output, img_size=a.img_size, smoothing=a.smoothing)
+        return cli.print_conversion(describe(args), notes, a.output)
+
+    return cli.run(work, failures=(OSError, ValueError))
 
 
 if __name__ == "__main__":

@@ -23,19 +23,17 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.checkpoint import CheckpointError
-from ugatit_paddle.config import ConfigError
-from ugatit_paddle.data import DataError
-from ugatit_paddle.demo import DEFAULT_CONFIG, DemoError, run_demo
-from ugatit_paddle.demo.dataset import N_TEST, N_TRAIN
-from ugatit_paddle.training.ugatit import NonFiniteLossError
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.data import DataError  # noqa: E402
+from ugatit_paddle.demo import DEFAULT_CONFIG, DemoError, run_demo  # noqa: E402
+from ugatit_paddle.demo.dataset import N_TEST, N_TRAIN  # noqa: E402
+from ugatit_paddle.formats.checkpoint import CheckpointError  # noqa: E402
+from ugatit_paddle.training.ugatit import NonFiniteLossError  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. -o train.iterations=100 (repeatable)")
+    cli.add_config_arguments(parser, "train.iterations=100", f"YAML config (default {DEFAULT_CONFIG})", DEFAULT_CONFIG)
     parser.add_argument("--n-train", type=int, default=N_TRAIN, metavar="N",
                         help=f"generated training images per domain (default {N_TRAIN})")
     parser.add_argument("--n-test", type=int, default=N_TEST, metavar="N",
@@ -45,16 +43,13 @@ def main() -> int:
                         help="stop training after this long even if train.iterations is not reached "
                              "(default 540, keeping the whole demo under 10 minutes; 0 = no limit)")
     a = parser.parse_args()
-    try:
+
+    def work() -> int:
         result = run_demo(a.config, a.override, n_train=a.n_train, n_test=a.n_test, data_seed=a.data_seed,
                           time_limit=a.time_limit if a.time_limit > 0 else None)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except (DataError, DemoError, CheckpointError, NonFiniteLossError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 130 if result.interrupted == "SIGINT" else 0
+        return cli.EXIT_INTERRUPTED if result.interrupted == "SIGINT" else cli.EXIT_OK
+
+    return cli.run(work, failures=(DataError, DemoError, CheckpointError, NonFiniteLossError, ValueError, OSError))
 
 
 if __name__ == "__main__":

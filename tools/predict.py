@@ -26,9 +26,12 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.checkpoint import CheckpointError
-from ugatit_paddle.inference.export import ExportError
-from ugatit_paddle.inference.translate import DIRECTIONS, InputError, Translator, collect_inputs, translate_files
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.formats.checkpoint import CheckpointError  # noqa: E402
+from ugatit_paddle.inference.export import ExportError  # noqa: E402
+from ugatit_paddle.inference.translate import (  # noqa: E402
+    BATCH_SIZE, DIRECTIONS, InputError, Translator, collect_inputs, translate_files,
+)
 
 FORMATS = ("png", "jpg", "webp", "bmp")
 
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-size", action="store_true", help="resize each result back to its input's size")
     parser.add_argument("--heatmap", action="store_true", help="also write <name>_heatmap.<format> (CAM heatmap)")
     parser.add_argument("--format", choices=FORMATS, default="png", help="output file format (default png)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward pass (default %(default)s)")
     parser.add_argument("--mkldnn", action="store_true", help="inference model: run with oneDNN (the fastest on CPU)")
     parser.add_argument("--threads", type=int,
                         help="inference model: CPU math library threads (Paddle's default: 1); ONNX: intra-op threads")
@@ -62,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--mkldnn and --threads apply to --inference-model and --onnx only")
     if a.onnx and a.mkldnn:
         parser.error("--mkldnn applies to --inference-model only")
-    try:
+
+    def report(path: Path, reason: str) -> None:
+        print(f"warning: skipping unreadable image {path}: {reason}", file=sys.stderr)
+
+    def work() -> int:
         inputs = collect_inputs(a.input)
         if a.checkpoint:
             translator = Translator.from_checkpoint(a.checkpoint, a.direction or "A2B", a.batch_size)
@@ -74,20 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             if a.direction and a.direction != translator.direction:
                 raise ExportError(f"{a.onnx or a.inference_model} translates {translator.direction}, not {a.direction}; "
                                   f"export the other generator with tools/export_model.py --direction {a.direction}")
-
-        def report(path: Path, reason: str) -> None:
-            print(f"warning: skipping unreadable image {path}: {reason}", file=sys.stderr)
-
         result = translate_files(translator, inputs, a.output, keep_size=a.keep_size, heatmap=a.heatmap,
                                  image_format=a.format, on_skip=report)
-    except (InputError, CheckpointError, ExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{result.summary()} ({translator.direction}) -> {a.output}")
-    if not result.written:
-        print("error: no readable images among the inputs", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{result.summary()} ({translator.direction}) -> {a.output}")
+        return cli.EXIT_OK if result.written else cli.report_error("no readable images among the inputs")
+
+    return cli.run(work, failures=(InputError, CheckpointError, ExportError, OSError))
 
 
 if __name__ == "__main__":

@@ -22,47 +22,40 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
-from ugatit_paddle.config import ConfigError, load_config
-from ugatit_paddle.data import DataError
-from ugatit_paddle.data.archive import resolve_data_root
-from ugatit_paddle.inference.translate import STRIPS_DIR, translate_test_set
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.config import load_config  # noqa: E402
+from ugatit_paddle.data import DataError  # noqa: E402
+from ugatit_paddle.data.archive import resolve_data_root  # noqa: E402
+from ugatit_paddle.formats.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint  # noqa: E402
+from ugatit_paddle.inference.translate import BATCH_SIZE, STRIPS_DIR, translate_test_set  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="YAML config (data.root and output_dir are used)")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. -o data.root=dataset/x (repeatable)")
+    cli.add_config_arguments(parser, "data.root=dataset/x", "YAML config (data.root and output_dir are used)")
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint to use (default: the latest in output_dir)")
     parser.add_argument("--output", metavar="DIR", help="where to write (default: <output_dir>/test)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward pass (default %(default)s)")
     a = parser.parse_args(argv)
     if a.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    try:
+
+    def work() -> int:
         cfg = load_config(a.config, a.override)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    ckpt = Path(a.checkpoint) if a.checkpoint else latest_checkpoint(cfg.output_dir)
-    if ckpt is None:
-        print(f"error: no checkpoint in {Path(cfg.output_dir) / CHECKPOINT_DIR}; train first "
-              f"(tools/train.py) or pass --checkpoint PATH", file=sys.stderr)
-        return 1
-    out = Path(a.output) if a.output else Path(cfg.output_dir) / "test"
-    print(f"checkpoint: {ckpt}")
-    try:
+        ckpt = Path(a.checkpoint) if a.checkpoint else latest_checkpoint(cfg.output_dir)
+        if ckpt is None:
+            return cli.report_error(f"no checkpoint in {Path(cfg.output_dir) / CHECKPOINT_DIR}; train first "
+                                    f"(tools/train.py) or pass --checkpoint PATH")
+        out = Path(a.output) if a.output else Path(cfg.output_dir) / "test"
+        print(f"checkpoint: {ckpt}")
         data_root = resolve_data_root(cfg.data.root, cfg.data.cache_dir)  # a zip is extracted once
-        results = translate_test_set(ckpt, data_root, out, batch_size=a.batch_size)
-    except (CheckpointError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for r in results:
-        skipped = f", skipped {len(r.skipped)} unreadable: {', '.join(map(str, r.skipped))}" if r.skipped else ""
-        print(f"{r.direction}: translated {r.translated} images from {r.source_folder}{skipped} -> "
-              f"{r.output_folder} (strips in {r.output_folder / STRIPS_DIR})")
-    return 0
+        for r in translate_test_set(ckpt, data_root, out, batch_size=a.batch_size):
+            skipped = f", skipped {len(r.skipped)} unreadable: {', '.join(map(str, r.skipped))}" if r.skipped else ""
+            print(f"{r.direction}: translated {r.translated} images from {r.source_folder}{skipped} -> "
+                  f"{r.output_folder} (strips in {r.output_folder / STRIPS_DIR})")
+        return cli.EXIT_OK
+
+    return cli.run(work, failures=(CheckpointError, DataError, OSError))
 
 
 if __name__ == "__main__":

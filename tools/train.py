@@ -25,42 +25,29 @@ from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is
 
 configure_cpu()
 
-from ugatit_paddle.formats.checkpoint import CheckpointError
-from ugatit_paddle.config import ConfigError, load_config
-from ugatit_paddle.data import DataError
-from ugatit_paddle.training.loop import Trainer
-from ugatit_paddle.training.run_lock import RunLockedError
-from ugatit_paddle.training.ugatit import NonFiniteLossError
+from ugatit_paddle import cli  # noqa: E402
+from ugatit_paddle.config import load_config  # noqa: E402
+from ugatit_paddle.data import DataError  # noqa: E402
+from ugatit_paddle.formats.checkpoint import CheckpointError  # noqa: E402
+from ugatit_paddle.training.loop import Trainer  # noqa: E402
+from ugatit_paddle.training.run_lock import RunLockedError  # noqa: E402
+from ugatit_paddle.training.ugatit import NonFiniteLossError  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="YAML config (keys missing from it take the official defaults)")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. -o train.iterations=1000 (repeatable)")
+    cli.add_config_arguments(parser, "train.iterations=1000")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
                         help="continue from the latest checkpoint in output_dir, or from PATH")
     parser.add_argument("--stop-after", type=int, metavar="N", help="stop at iteration N with a checkpoint")
     a = parser.parse_args()
-    try:
-        cfg = load_config(a.config, a.override)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    try:
-        trainer = Trainer(cfg)
-    except ConfigError as e:  # e.g. train.amp on a machine without a GPU
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    try:
+
+    def work() -> int:
+        trainer = Trainer(load_config(a.config, a.override))  # ConfigError also for train.amp without a GPU
         trainer.train(resume=a.resume, stop_after=a.stop_after)
-    except RunLockedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (DataError, CheckpointError, NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 130 if trainer.interrupted == "SIGINT" else 0
+        return cli.EXIT_INTERRUPTED if trainer.interrupted == "SIGINT" else cli.EXIT_OK
+
+    return cli.run(work, failures=(DataError, CheckpointError, NonFiniteLossError, OSError), usage=(RunLockedError,))
 
 
 if __name__ == "__main__":

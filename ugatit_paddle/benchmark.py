@@ -39,6 +39,9 @@ from .inference.export import InferenceModel, export_generator
 from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
 from .training.ugatit import UGATIT
 
+TIMED_ITERATIONS = 5  # per measured setting
+WARMUP_ITERATIONS = 2  # untimed, before the timed ones
+
 
 def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
     """A float32 batch [batch, 3, img_size, img_size] uniform in [-1, 1]."""
@@ -50,7 +53,7 @@ def peak_memory_mb() -> tuple[str, float]:
     """("gpu_allocated", MiB) on a GPU device, else ("cpu_rss", MiB): the peak so far in this process."""
     if paddle.device.is_compiled_with_cuda() and paddle.device.get_device().startswith("gpu"):
         return "gpu_allocated", paddle.device.cuda.max_memory_allocated() / 2**20
-    import resource
+    import resource  # Unix only: imported where the CPU branch needs it
 
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return "cpu_rss", kib / (2**20 if sys.platform == "darwin" else 2**10)
@@ -165,7 +168,8 @@ def _native_stdout_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool = True) -> dict[str, Any]:
+def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARMUP_ITERATIONS,
+                  exported: bool = True) -> dict[str, Any]:
     """Measure `cfg`'s model (see the module docstring); returns a flat dict of figures."""
     t = cfg.train
     model = UGATIT(cfg)
@@ -203,7 +207,7 @@ def run_benchmark(cfg: Config, iters: int = 5, warmup: int = 2, exported: bool =
 def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
     """Print `paddle.profiler`'s summary of `iters` training iterations (after `warmup`) with `cfg`'s settings;
     its "Operator Summary" lists each forward op and gradient node by total time."""
-    import paddle.profiler as profiler
+    import paddle.profiler as profiler  # optional part of Paddle, loaded only when profiling
 
     model = UGATIT(cfg)
     real_A = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=1)

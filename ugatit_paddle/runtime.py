@@ -31,6 +31,7 @@ This module must not import paddle.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import sys
@@ -118,8 +119,6 @@ def apply_malloc_settings(values: dict[str, str]) -> None:
     """Apply `MALLOC_*_` values to this process's glibc malloc (which read the environment at start-up)."""
     if not values or not uses_glibc():
         return
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None)
         for name, value in values.items():

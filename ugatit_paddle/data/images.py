@@ -84,11 +84,13 @@ def find_images(folder: str | Path) -> list[Path]:
 
     Extensions are matched case-insensitively against IMAGE_EXTENSIONS; other files and
     hidden entries (names starting with '.', e.g. ``.ipynb_checkpoints``) are ignored.
-    Raises DataError naming the folder and the expected layout if it is missing or has no images.
+    Raises DataError naming the folder (and, for a dataset folder, the expected layout) if it is missing or
+    has no images.
     """
     folder = Path(folder)
+    layout = f"; expected the dataset layout {LAYOUT}" if folder.name in DOMAIN_FOLDERS else ""
     if not folder.is_dir():
-        raise DataError(f"image folder '{folder}' does not exist; expected the dataset layout {LAYOUT}")
+        raise DataError(f"image folder '{folder}' does not exist{layout}")
     paths = []
     for path in folder.rglob("*"):
         relative = path.relative_to(folder)
@@ -98,9 +100,7 @@ def find_images(folder: str | Path) -> list[Path]:
             paths.append(path)
     if not paths:
         extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise DataError(
-            f"image folder '{folder}' contains no images ({extensions}); expected the dataset layout {LAYOUT}"
-        )
+        raise DataError(f"image folder '{folder}' contains no images ({extensions}){layout}")
     return sorted(paths, key=lambda p: p.relative_to(folder).as_posix())
 
 

@@ -4,7 +4,7 @@ A checkpoint is one `paddle.save` file (`.pdparams`) holding a dict:
 
     format: "ugatit_paddle", version: 1,
     model_args: the ModelConfig fields {img_size, ch, n_res, light, global_layers, local_layers, variant,
-                tf_smoothing, tf_sn} (files written before the variant existed lack the last three: official networks),
+                tf_smoothing, tf_sn} (a file without the last three holds official networks),
     networks: {genA2B: {key: ndarray}, ..., disLB: {...}}      (any subset; Paddle layout)
     # training checkpoints only:
     iteration: completed iterations, config: the resolved config dict,

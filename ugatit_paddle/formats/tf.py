@@ -34,7 +34,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..models import DISCRIMINATORS, GENERATORS, check_model_config
 from . import checkpoint
-from .official import check_state_dict, expected_shapes
+from .official import DEFAULT_LIGHT_IMG_SIZE, check_state_dict, expected_shapes
 from .tensorbundle import TensorBundle
 
 StateDict = dict[str, np.ndarray]
@@ -45,7 +45,6 @@ SCOPES = {
     "disGA": "discriminator_A/global", "disGB": "discriminator_B/global",
     "disLA": "discriminator_A/local", "disLB": "discriminator_B/local",
 }
-DEFAULT_LIGHT_IMG_SIZE = 256  # the released models' size; a light model's weights do not fix it
 DEFAULT_N_DIS = 6  # TF --n_dis default (global 7 layers, local 5) when a checkpoint holds no discriminator
 OPTIMIZER_STATE = re.compile(r"(/Adam(_\d+)?$)|(^beta[12]_power(_\d+)?$)|(^global_step$)")
 # official checkpoint folder: <model>_<dataset>_<gan>_<n>resblock_<n>dis_<critic>_<w>_<w>_<w>_<w>[_sn][_smoothing]

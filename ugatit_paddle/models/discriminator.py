@@ -46,7 +46,7 @@ class Discriminator(nn.Layer):
     at 256 px), has one shared CAM classifier `cam_fc` with a bias, and a bias on the last convolution.
     """
 
-    def __init__(self, ch: int = 64, n_layers: int = 5, variant: Variant = OFFICIAL) -> None:
+    def __init__(self, ch: int, n_layers: int, variant: Variant = OFFICIAL) -> None:
         super().__init__()
         if n_layers < 3:
             raise ValueError(f"a discriminator needs n_layers >= 3, got {n_layers}")

@@ -72,8 +72,7 @@ class Generator(nn.Layer):
     `forward(x [N, 3, S, S] in [-1, 1])` returns `(image [N, 3, S, S], cam_logit [N, 2], heatmap [N, 1, S/4, S/4])`.
     """
 
-    def __init__(self, ch: int = 64, n_res: int = 4, img_size: int = 256, light: bool = False,
-                 variant: Variant = OFFICIAL) -> None:
+    def __init__(self, ch: int, n_res: int, img_size: int, light: bool, variant: Variant = OFFICIAL) -> None:
         super().__init__()
         self.ch, self.n_res, self.img_size, self.light, self.variant = ch, n_res, img_size, light, variant
         mult = 2**N_DOWNSAMPLING

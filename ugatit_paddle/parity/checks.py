@@ -287,8 +287,8 @@ def format_json(report: Report) -> str:
 
 
 # README columns of `format_bundles_markdown`: the kinds of check, by the prefix of `Row.check`
-_COLUMNS = (("eval from the converted weights", ("eval@init", "tf eval", "paddlegan eval")), ("losses", ("loss@",)),
-            ("weights after the steps", ("weights@",)), ("eval after the steps", ("eval@",)))
+_COLUMNS = (("eval from the converted weights", ("eval@init", "tf eval", "paddlegan eval")),
+            ("losses", ("loss@",)), ("weights after the steps", ("weights@",)), ("eval after the steps", ("eval@",)))
 
 
 def format_bundles_markdown(reports: Sequence[Report]) -> str:

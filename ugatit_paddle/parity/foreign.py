@@ -108,8 +108,8 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
     """Convert a PaddleGAN bundle's weight file and compare the six networks' eval outputs.
 
     The bundle's InstanceNorm scale/bias are perturbed on purpose (its README): the converter refuses the file
-    without `force`, which is checked as a row; with `force` the generators are compared with
-    `outputs_gen_in_affine_identity.npz` (scale 1, bias 0) and the discriminators with `outputs.npz`.
+    without `force`, which is checked as its own row ("paddlegan refusal"); with `force` the generators are compared
+    with `outputs_gen_in_affine_identity.npz` (scale 1, bias 0) and the discriminators with `outputs.npz`.
     """
     path = Path(path)
     config = json.loads((path / "reference.json").read_text())["config"]
@@ -124,7 +124,7 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
             refused = 0.0
         except PaddleGANError:
             refused = 1.0
-        rows.append(Row("paddlegan", "genA2B+genB2A", "refuse IN!=1/0", 0.0, 1.0 - refused, 0.0))
+        rows.append(Row("paddlegan refusal", "genA2B+genB2A", "refuse IN!=1/0", 0.0, 1.0 - refused, 0.0))
     args, states, _ = from_paddlegan(load_file(weights[0]), str(weights[0]), img_size, force=True)
     g, d = config["generator"], config.get("discriminator_g", {})
     expected = (g["ngf"], g["n_blocks"], g["light"], d.get("n_layers", args.global_layers))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import LossConfig, ModelConfig, TrainConfig
 from ..models import DISCRIMINATORS, GENERATORS  # the official key names; DISCRIMINATORS in D_optim's order
 from .checks import OUTPUTS
 
@@ -53,16 +54,17 @@ def import_official_networks(torch_src: str | Path) -> ModuleType:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The official optimiser settings and loss weights (UGATIT-pytorch's main.py defaults)."""
+    """The official optimiser settings and loss weights (UGATIT-pytorch's main.py defaults, which are the
+    config defaults)."""
 
-    lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    weight_decay: float = 1e-4
-    adv_weight: float = 1.0
-    cycle_weight: float = 10.0
-    identity_weight: float = 10.0
-    cam_weight: float = 1000.0
+    lr: float = TrainConfig.lr
+    beta1: float = TrainConfig.beta1
+    beta2: float = TrainConfig.beta2
+    weight_decay: float = TrainConfig.weight_decay
+    adv_weight: float = LossConfig.adv_weight
+    cycle_weight: float = LossConfig.cycle_weight
+    identity_weight: float = LossConfig.identity_weight
+    cam_weight: float = LossConfig.cam_weight
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Recipe":
@@ -78,7 +80,7 @@ class OfficialTraining:
     """
 
     def __init__(self, torch_src: str | Path, img_size: int, ch: int, n_res: int, light: bool,
-                 global_layers: int = 7, local_layers: int = 5, dtype: str = "float32",
+                 global_layers: int = ModelConfig.global_layers, local_layers: int = ModelConfig.local_layers, dtype: str = "float32",
                  states: Mapping[str, Mapping[str, Any]] | None = None, recipe: Recipe = Recipe(),
                  threads: int | None = None, seed: int = 0) -> None:
         torch = import_torch("the official reference iteration")

@@ -1,6 +1,6 @@
-"""Agreement with the official PyTorch code on the recorded parity bundles (../shared/fixtures/official), each
-in its own dtype (float64 bundles are converted, built and trained in float64) and held to the limits of that
-folder's README for that dtype.
+"""parity/bundles.py on the recorded parity bundles (../shared/fixtures/official): agreement with the official
+PyTorch code, each bundle in its own dtype (float64 bundles are converted, built and trained in float64) and held
+to the limits of that folder's README for that dtype.
 
 These tests skip when the bundles are absent (a user's clone). They never need PyTorch.
 """
@@ -8,14 +8,15 @@ These tests skip when the bundles are absent (a user's clone). They never need P
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import paddle
-import pytest
 
+from ugatit_paddle.formats.official import from_official
+from ugatit_paddle.formats.torch_pickle import load_torch
 from ugatit_paddle.parity import LIMITS, Report, bundle_parity, format_table
+from ugatit_paddle.parity.bundles import project_trainer
+from ugatit_paddle.parity.official_torch import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 _REPORTS: dict[Path, Report] = {}
@@ -60,14 +61,13 @@ def test_weights_and_outputs_after_training_steps(golden_bundle):
     assert all(r.ok for r in rows), format_table(rows)
 
 
-def test_parity_tool_json_where_torch_cannot_be_imported(golden_bundle, tmp_path):
+def test_parity_tool_json_where_torch_cannot_be_imported(golden_bundle, tmp_path, run_tool):
     hidden = tmp_path / "hide" / "torch"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
     ref = _reference(golden_bundle)
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "parity.py"), "--bundle", str(golden_bundle),
-                          "--steps", str(ref["steps"]), "--json"], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(hidden.parent)})
+    run = run_tool("parity", "--bundle", str(golden_bundle), "--steps", str(ref["steps"]), "--json",
+                   env={"PYTHONPATH": str(hidden.parent)})
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -78,16 +78,9 @@ def test_parity_tool_json_where_torch_cannot_be_imported(golden_bundle, tmp_path
     assert set(result["rows"][0]) == {"check", "network", "output", "max_abs", "value", "limit", "ok"}
 
 
-def test_float64_path_computes_in_float64():
+def test_float64_path_computes_in_float64(shared_bundle):
     """The float64 bundle run in float32 arithmetic misses the float64 limits, so passing them takes float64."""
-    bundle = ROOT.parent / "shared" / "fixtures" / "official" / "full_112_ch4_f64"
-    if not (bundle / "reference.json").is_file():
-        pytest.skip(f"golden parity bundle {bundle} not present (only in the project's shared fixtures)")
-    from ugatit_paddle.formats.official import from_official
-    from ugatit_paddle.parity.bundles import project_trainer
-    from ugatit_paddle.parity.official_torch import Recipe
-    from ugatit_paddle.formats.torch_pickle import load_torch
-
+    bundle = shared_bundle("official", "full_112_ch4_f64")
     args, states, _ = from_official(load_torch(bundle / "init_params.pt"), img_size=112)
     trainer = project_trainer(args, states, Recipe(), 1, 3, "float64", "init_params.pt")
     assert {v.dtype for net in trainer.nets.values() for v in net.state_dict().values()} == {paddle.float64}
