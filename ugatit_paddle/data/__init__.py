@@ -1,4 +1,5 @@
-"""Training and test data: image folders (`images`); the public names are re-exported here."""
+"""Training and test data: image folders (`images`, whose public names are re-exported here) and datasets
+shipped as zip files (`archive`: safe extraction into a reused cache)."""
 
 from .images import (
     IMAGE_EXTENSIONS,
