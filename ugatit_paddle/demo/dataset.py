@@ -27,7 +27,8 @@ from PIL import Image
 
 from ..data import DOMAIN_FOLDERS, find_images, load_rgb
 
-__all__ = ["CUES", "MANIFEST", "N_TEST", "N_TRAIN", "NUM_FEATURES", "make_demo_dataset", "render_image", "load_images", "image_features", "DomainScorer"]
+__all__ = ["CUES", "MANIFEST", "N_TEST", "N_TRAIN", "NUM_FEATURES", "make_demo_dataset", "render_image", "load_images",
+           "image_features", "DomainScorer"]
 
 _FORMAT_VERSION = 1  # bump when the rendering changes, so old folders are regenerated
 MANIFEST = "demo_data.json"  # written into a generated dataset's root: what was generated, and how

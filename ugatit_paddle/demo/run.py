@@ -129,7 +129,7 @@ def prepare_dataset(root: str | Path, size: int, n_train: int, n_test: int, seed
 def load_at_size(folder: str | Path, size: int, batch_size: int = 64) -> np.ndarray:
     """All images of ``folder`` as the model sees them at test time (resized to ``size``): uint8 [N, S, S, 3].
 
-    For the generated dataset (already ``size`` px) this is exactly ``demo_data.load_images(folder)``.
+    For the generated dataset (already ``size`` px) this is exactly ``dataset.load_images(folder)``.
     """
     dataset = ImageFolderDataset(folder, size, train=False)
     return np.concatenate([_to_uint8(batch) for batch, _ in iter_test_batches(dataset, batch_size)])

@@ -246,7 +246,7 @@ def _describe_start(head: bytes) -> str:
     if not head:
         return "the file is empty"
     if head.startswith(b"PK\x03\x04"):
-        return "it is a zip archive (a PyTorch checkpoint? see ugatit_paddle.torch_format)"
+        return "it is a zip archive (a PyTorch checkpoint? convert it with tools/convert_torch.py)"
     if len(head) >= 9 and head[8:9] == b"{":
         return "it looks like a safetensors file"
     return f"it starts with {head[:8]!r}"
