@@ -18,7 +18,7 @@ from ..formats.paddlegan import PaddleGANError, affine_deviations, from_paddlega
 from ..formats.tf import from_tf_checkpoint
 from ..models import DISCRIMINATORS, GENERATORS, build_networks
 from .bundles import Bundle, bundle_parity
-from .checks import FOREIGN_LIMITS, Report, Row, compare
+from .checks import FOREIGN_LIMITS, OUTPUTS, Report, Row, compare
 
 TF_LIMIT = FOREIGN_LIMITS["tf"].value
 PADDLEGAN_LIMIT = FOREIGN_LIMITS["paddlegan"].value
@@ -143,9 +143,8 @@ def paddlegan_bundle_parity(path: str | Path, limit: float = PADDLEGAN_LIMIT) ->
             net.set_state_dict(states[name])
             net.eval()
             ref = generators_ref if name in GENERATORS else others_ref
-            for i, output in enumerate(("out", "cam_logit", "heatmap")):
-                ours = net(paddle.to_tensor(x))[i].numpy()
-                rows.append(compare("paddlegan eval", name, output, ours, ref[f"{name}.{i}"], limit))
+            for i, (output, ours) in enumerate(zip(OUTPUTS, net(paddle.to_tensor(x)))):
+                rows.append(compare("paddlegan eval", name, output, ours.numpy(), ref[f"{name}.{i}"], limit))
     return rows
 
 
