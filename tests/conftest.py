@@ -5,7 +5,7 @@ folder is absent, as in a user's clone."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -17,10 +17,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the project, also when pytest runs from elsewhere
+from ugatit_paddle.demo.dataset import make_demo_dataset
 
-from ugatit_paddle.demo.dataset import make_demo_dataset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 OFFICIAL_BUNDLES = ("light_128_ch8", "full_128_ch8", "full_112_ch4_f64", "light_96_ch6_b2_f64")
@@ -55,11 +54,8 @@ def tf_bundle(request: pytest.FixtureRequest) -> Path:
 
 
 def _load_tool(name: str) -> ModuleType:
-    """tools/<name>.py as a module, to call its `main(argv)` in-process."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command behind tools/<name>.py (`ugatit_paddle.commands.<name>`), to call its `main(argv)` in-process."""
+    return importlib.import_module(f"ugatit_paddle.commands.{name}")
 
 
 def _tool_command(name: str) -> list[str]:

@@ -45,7 +45,6 @@ def test_signal_saves_a_checkpoint_and_resume_is_exact(tmp_path, data_root, sig,
 
 KILLED_WRITER = """
 import sys, numpy as np
-sys.path.insert(0, {root!r})
 from ugatit_paddle.formats import checkpoint
 payload = {{"format": "ugatit_paddle", "version": 1, "big": np.ones(200_000_000, np.float32)}}
 print("writing", flush=True)
@@ -60,7 +59,7 @@ def test_sigkill_while_writing_keeps_the_previous_checkpoint(tmp_path, data_root
     good = checkpoint.latest_checkpoint(out)
     before = good.read_bytes()
 
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(root=str(ROOT), out=str(out))],
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(out=str(out))],
                               stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "writing"
     folder = out / checkpoint.CHECKPOINT_DIR

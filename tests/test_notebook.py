@@ -57,7 +57,7 @@ async def _run(tmp_path: Path, data_root: Path) -> dict:
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     cells = [
         _cell(f"""
-            import sys; sys.path.insert(0, {str(ROOT)!r})
+            import sys
             from ugatit_paddle.training.loop import Trainer
             straight = Trainer.from_dict({_config(straight, data_root)!r})
             print("final", straight.train())

@@ -55,13 +55,12 @@ def test_make_progress_chooses_by_terminal():
 
 
 def test_redirected_stderr_gets_lines(tmp_path):
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys
-        sys.path.insert(0, {str(ROOT)!r})
         from ugatit_paddle.training.progress import make_progress
         p = make_progress(0, 6, 3)
         for it in range(1, 7):
-            p.update(it, {{"D/total": 0.5, "G/total": 1.5}})
+            p.update(it, {"D/total": 0.5, "G/total": 1.5})
         p.close()
     """)
     log = tmp_path / "train.log"

@@ -17,15 +17,13 @@ from ugatit_paddle.training.run_lock import LOCK_FILE, RunLock, RunLockedError, 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDER = textwrap.dedent("""
     import sys, time
-    sys.path.insert(0, {root!r})
     from ugatit_paddle.training.run_lock import run_lock
     with run_lock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(120)
-""").format(root=str(ROOT))
+""")
 TRY = textwrap.dedent("""
     import sys
-    sys.path.insert(0, {root!r})
     from ugatit_paddle.training.run_lock import RunLockedError, run_lock
     try:
         with run_lock(sys.argv[1]) as lock:
@@ -33,7 +31,7 @@ TRY = textwrap.dedent("""
     except RunLockedError as e:
         print(e, file=sys.stderr)
         sys.exit(2)
-""").format(root=str(ROOT))
+""")
 
 
 def _holder(folder: Path) -> subprocess.Popen:

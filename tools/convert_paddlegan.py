@@ -1,40 +1,9 @@
-"""Convert PaddleGAN U-GAT-IT weights (`ugatit_light.pdparams`, `epoch_N_weight.pdparams`,
-`epoch_N_checkpoint.pdparams`) to this project's format. The file is read with a restricted unpickler.
+"""Convert PaddleGAN U-GAT-IT weights (`ugatit_light.pdparams`, `epoch_N_weight.pdparams`, The command is ugatit_paddle/commands/convert_paddlegan.py (installed: ugatit-convert-paddlegan)."""
 
-    python tools/convert_paddlegan.py ugatit_light.pdparams -o work/ugatit_light.pdparams --img-size 256
-
-PaddleGAN's frozen InstanceNorm scale/bias must be exactly 1/0 (they are in files PaddleGAN trained);
-otherwise the file is refused, and --force drops them anyway. Exit status: 0 written, 1 error.
-"""
-
-import argparse
 import sys
-from pathlib import Path
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-from ugatit_paddle.runtime import configure_cpu  # noqa: E402  (before paddle is imported)
-
-configure_cpu()
-
-from ugatit_paddle import cli  # noqa: E402
-from ugatit_paddle.formats.paddlegan import convert_file  # noqa: E402
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_conversion_arguments(parser, "PaddleGAN .pdparams file")
-    parser.add_argument("--force", action="store_true",
-                        help="drop InstanceNorm scale/bias even where they are not 1/0 (changes the outputs)")
-    a = parser.parse_args()
-
-    def work() -> int:
-        args, notes = convert_file(a.input, a.output, img_size=a.img_size, force=a.force)
-        return cli.print_conversion(cli.architecture(args), notes, a.output)
-
-    return cli.run(work, failures=(OSError, ValueError))
-
+import _clone  # noqa: F401  (this clone's ugatit_paddle first on the path)
+from ugatit_paddle.commands.convert_paddlegan import main
 
 if __name__ == "__main__":
     sys.exit(main())

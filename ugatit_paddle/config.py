@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +356,27 @@ def config_from_dict(data: Mapping[str, Any] | None, where: str = "") -> Config:
     return _build(values)
 
 
+CONFIGS_FOLDER = "configs"
+_CLONE_CONFIGS = Path(__file__).resolve().parents[1] / CONFIGS_FOLDER
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path``, or for a missing ``configs/NAME.yaml`` the project's own file of that name: the copy installed
+    inside the package (``ugatit_paddle/configs``), else the clone's ``configs/`` folder. So the README's
+    ``-c configs/selfie2anime.yaml`` works from any working directory."""
+    path = Path(path)
+    if path.is_file() or len(path.parts) != 2 or path.parts[0] != CONFIGS_FOLDER:
+        return path
+    try:
+        packaged = Path(str(importlib.resources.files("ugatit_paddle") / CONFIGS_FOLDER / path.name))
+    except (ModuleNotFoundError, TypeError):
+        packaged = None
+    for candidate in (packaged, _CLONE_CONFIGS / path.name):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return path
+
+
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Defaults, then the YAML file at ``path`` (may be partial; None = defaults only), then overrides.
 
@@ -364,7 +386,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     """
     values: dict[str, Any] = {}
     if path is not None:
-        file = Path(path)
+        file = resolve_config_path(path)
         if not file.is_file():
             raise ConfigError(f"config file '{file}' does not exist")
         try:

@@ -24,14 +24,18 @@ the malloc threshold settings (peak RSS +5 to 10 %), and 1.4x again with `MALLOC
 against 3.7-4.3 s; peak RSS +13 %). Rerun the comparison with `tools/benchmark.py`, exporting a variable to
 another value (e.g. `MALLOC_MMAP_MAX_=65536`, glibc's default) for one of the runs.
 
-Paddle prints "WARNING: OMP_NUM_THREADS set to N, not 1 ..." when N > 1; that warning is about
-data-parallel jobs and is harmless here. Use `configure_cpu(dry_run=True)` to see what would be set.
-This module must not import paddle.
+Paddle prints "WARNING: OMP_NUM_THREADS set to N, not 1 ... PLEASE USE OMP_NUM_THREADS WISELY" at import when
+N > 1. It concerns data-parallel jobs, where each process should take fewer threads (which `configure_cpu`
+already does); `import_paddle()` imports Paddle without that notice in a single process and leaves it (and
+every other message) alone in a `paddle.distributed.launch` job. Use `configure_cpu(dry_run=True)` to see what
+would be set. Importing this module does not import paddle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import os
 import platform
 import sys
@@ -125,3 +129,40 @@ def apply_malloc_settings(values: dict[str, str]) -> None:
             libc.mallopt(MALLOPT_PARAMS[name], int(value))
     except (OSError, AttributeError):  # not a glibc we can reach: the environment variables still apply to children
         pass
+
+
+OMP_NOTICE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
+
+
+class _DropLines(io.TextIOBase):
+    """A text stream that writes to `target` every line except those starting with one of `prefixes`."""
+
+    def __init__(self, target: io.TextIOBase, prefixes: tuple[str, ...]) -> None:
+        self.target, self.prefixes, self.pending = target, prefixes, ""
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            if not line.startswith(self.prefixes):
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending and not self.pending.startswith(self.prefixes):
+            self.target.write(self.pending)
+        self.pending = ""
+        self.target.flush()
+
+
+def import_paddle(environ: MutableMapping[str, str] | None = None) -> None:
+    """`import paddle`, without its OMP_NUM_THREADS notice when this process is not one of a data-parallel job
+    (see the module docstring); other output of the import passes through."""
+    environ = os.environ if environ is None else environ
+    if "paddle" in sys.modules or local_processes(environ) > 1:
+        import paddle  # noqa: F401
+        return
+    quiet = _DropLines(sys.stderr, OMP_NOTICE)
+    with contextlib.redirect_stderr(quiet):
+        import paddle  # noqa: F401,F811
+    quiet.flush()

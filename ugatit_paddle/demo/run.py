@@ -48,7 +48,6 @@ __all__ = ["DEFAULT_CONFIG", "DemoError", "DemoResult", "run_demo", "prepare_dat
            "translate_folder", "score_table"]
 
 DEFAULT_CONFIG = "configs/demo.yaml"
-_REPO_CONFIG = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
 _MARKER = ".ugatit_demo"  # marks an output_dir as the demo's own (its old outputs may be replaced)
 _GRID_IMAGES = 8  # images per domain on the before/after grids
 
@@ -89,16 +88,6 @@ class DemoResult:
 
 # --------------------------------------------------------------------------------------------
 # Pieces
-
-
-def resolve_config_path(path: str | Path | None) -> Path | None:
-    """``path``; the default ``configs/demo.yaml`` is also found when the working directory is not the clone."""
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file() and str(path) == DEFAULT_CONFIG and _REPO_CONFIG.is_file():
-        return _REPO_CONFIG
-    return path
 
 
 def prepare_dataset(root: str | Path, size: int, n_train: int, n_test: int, seed: int = 0) -> dict[str, Any]:
@@ -251,7 +240,7 @@ def run_demo(
     """
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
-    cfg = load_config(resolve_config_path(config_path), overrides)
+    cfg = load_config(config_path, overrides)
     out = Path(cfg.output_dir)
     size = cfg.model.img_size
 

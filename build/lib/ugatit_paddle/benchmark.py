@@ -1,0 +1,259 @@
+"""Speed and memory of one configuration on synthetic inputs (no dataset needed).
+
+`run_benchmark(cfg)` measures, after warm-up:
+
+- seconds per training iteration with `train.reuse_fakes` on and off, interleaved iteration by
+  iteration on the same networks (same kernels, same machine load), and the speed-up of on: the median of
+  off/on over the pairs of neighbouring iterations ("off" is the official iteration: fakes recomputed for
+  the G step, D backward through the generators);
+- generator inference latency per image (batch 1, eval mode, no autograd) in eager mode, through
+  an exported model (`paddle.jit.save` + Paddle Inference, `ugatit_paddle.inference.export`) with and without oneDNN,
+  and through ONNX Runtime (`ugatit_paddle.inference.onnx`, when paddle2onnx and onnxruntime are installed);
+- peak memory of training with the configured `train.reuse_fakes`: the process's peak resident set size
+  on CPU (`resource.getrusage`), the allocator's peak on GPU; read after the warm-up iterations of that
+  setting alone, before anything else runs.
+
+Seconds are medians over the timed iterations: the median resists the odd slow iteration of a shared machine.
+
+`profile_training(cfg)` prints where a training iteration's time goes: `paddle.profiler`'s operator summary
+(forward ops and their gradient nodes by total CPU time) over a few iterations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import paddle
+
+from .config import Config
+from .inference.export import InferenceModel, export_generator
+from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
+from .training.ugatit import UGATIT
+
+TIMED_ITERATIONS = 5  # per measured setting
+WARMUP_ITERATIONS = 2  # untimed, before the timed ones
+
+
+def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
+    """A float32 batch [batch, 3, img_size, img_size] uniform in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    return paddle.to_tensor(rng.uniform(-1.0, 1.0, (batch, 3, img_size, img_size)).astype(np.float32))
+
+
+def peak_memory_mb() -> tuple[str, float]:
+    """("gpu_allocated", MiB) on a GPU device, else ("cpu_rss", MiB): the peak so far in this process."""
+    if paddle.device.is_compiled_with_cuda() and paddle.device.get_device().startswith("gpu"):
+        return "gpu_allocated", paddle.device.cuda.max_memory_allocated() / 2**20
+    import resource  # Unix only: imported where the CPU branch needs it
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return "cpu_rss", kib / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _synchronize() -> None:
+    if paddle.device.get_device().startswith("gpu"):
+        paddle.device.cuda.synchronize()
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    _synchronize()
+    return time.perf_counter() - start
+
+
+def time_training(model: UGATIT, real_A: paddle.Tensor, real_B: paddle.Tensor, iters: int,
+                  warmup: int) -> tuple[dict[str, list[float]], tuple[str, float]]:
+    """Seconds of each timed `model.step`, keyed "on"/"off" for `train.reuse_fakes` (alternating the two after
+    `warmup` iterations of each), and the peak memory after the warm-up of the configured setting."""
+    settings = model.cfg.train
+    original = settings.reuse_fakes
+    configured, other = ("on", "off") if original else ("off", "on")
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    model.set_train_mode(True)
+    try:
+        for key in (configured, other):
+            settings.reuse_fakes = key == "on"
+            for _ in range(max(1, warmup)):
+                model.step(real_A, real_B)
+            if key == configured:
+                memory = peak_memory_mb()
+        for i in range(iters):
+            for key in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                settings.reuse_fakes = key == "on"
+                times[key].append(_seconds(lambda: model.step(real_A, real_B)))
+    finally:
+        settings.reuse_fakes = original
+    return times, memory
+
+
+def paired_ratio(slower: list[float], faster: list[float]) -> float:
+    """Median of slower[i] / faster[i]: each pair was timed back to back, so that a slow spell of the machine
+    affects both sides of a pair alike."""
+    return statistics.median(s / f for s, f in zip(slower, faster))
+
+
+def time_eager_inference(generator: paddle.nn.Layer, image: paddle.Tensor, iters: int, warmup: int) -> list[float]:
+    """Seconds of each timed eval-mode, no-grad generator forward on `image`."""
+    generator.eval()
+    times = []
+    with paddle.no_grad():
+        for i in range(warmup + iters):
+            seconds = _seconds(lambda: generator(image))
+            if i >= warmup:
+                times.append(seconds)
+    return times
+
+
+def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int,
+                            warmup: int) -> dict[str, float | str]:
+    """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn"),
+    and through ONNX Runtime ("exported_onnxruntime"); a value is the reason instead when that path is not
+    available."""
+    results: dict[str, float | str] = {}
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # as many as eager Paddle (Inference's default is 1)
+    with tempfile.TemporaryDirectory() as folder, _native_stdout_silenced():
+        export_generator(generator, img_size, folder, "A2B")
+        for key, onednn in (("exported", False), ("exported_onednn", True)):
+            try:
+                model = InferenceModel(folder, mkldnn=onednn, threads=threads)
+                times = [_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:]
+                results[key] = statistics.median(times)
+            except Exception as e:  # report, do not abort the benchmark (e.g. an op oneDNN cannot run)
+                results[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        results["exported_onnxruntime"] = _time_onnxruntime(generator, img_size, image, iters, warmup, threads,
+                                                            os.path.join(folder, "model.onnx"))
+    return results
+
+
+def _time_onnxruntime(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int, warmup: int,
+                      threads: int, path: str) -> float | str:
+    """Median seconds per image of the generator exported to ONNX and run by ONNX Runtime (`threads` intra-op
+    threads), or why not."""
+    try:
+        model = OnnxModel(export_onnx(generator, img_size, path, "A2B"), threads=threads)
+        return statistics.median([_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:])
+    except OnnxUnavailableError as e:
+        return f"unavailable: {e}"
+    except Exception as e:  # report, do not abort the benchmark
+        return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Discard what native code prints on file descriptor 1 meanwhile (Paddle 3.3's oneDNN passes print debug
+    lines such as "ReduceMeanCheckIfOneDNNSupport"), so that standard output keeps only the report."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real file descriptor 1 (some notebook front ends): leave it alone
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARMUP_ITERATIONS,
+                  exported: bool = True) -> dict[str, Any]:
+    """Measure `cfg`'s model (see the module docstring); returns a flat dict of figures."""
+    t = cfg.train
+    model = UGATIT(cfg)
+    real_A = synthetic_images(t.batch_size, cfg.model.img_size, seed=1)
+    real_B = synthetic_images(t.batch_size, cfg.model.img_size, seed=2)
+    times, (memory_kind, memory_mb) = time_training(model, real_A, real_B, iters, warmup)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    train = on if t.reuse_fakes else off
+
+    generator = model.nets["genA2B"]
+    one = real_A[:1]
+    result: dict[str, Any] = {
+        "device": paddle.device.get_device(),
+        "paddle": paddle.__version__,
+        "model": dataclasses.asdict(cfg.model),
+        "batch_size": t.batch_size,
+        "reuse_fakes": t.reuse_fakes,
+        "iters": iters,
+        "warmup": warmup,
+        "train_sec_per_iter": train,
+        "train_images_per_sec": 2 * t.batch_size / train,  # A and B images consumed per second
+        "train_sec_per_iter_reuse_on": on,
+        "train_sec_per_iter_reuse_off": off,
+        "reuse_fakes_speedup": paired_ratio(times["off"], times["on"]),
+        "infer_sec_per_image": statistics.median(time_eager_inference(generator, one, iters, warmup)),
+        "peak_memory_kind": memory_kind,
+        "peak_rss_mb" if memory_kind == "cpu_rss" else "peak_gpu_mb": memory_mb,
+    }
+    if exported:
+        for key, value in time_exported_inference(generator, cfg.model.img_size, one.numpy(), iters, warmup).items():
+            result[f"infer_{key}_sec_per_image"] = value
+    return result
+
+
+def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
+    """Print `paddle.profiler`'s summary of `iters` training iterations (after `warmup`) with `cfg`'s settings;
+    its "Operator Summary" lists each forward op and gradient node by total time."""
+    import paddle.profiler as profiler  # optional part of Paddle, loaded only when profiling
+
+    model = UGATIT(cfg)
+    real_A = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=1)
+    real_B = synthetic_images(cfg.train.batch_size, cfg.model.img_size, seed=2)
+    model.set_train_mode(True)
+    for _ in range(warmup):
+        model.step(real_A, real_B)
+    targets = [profiler.ProfilerTarget.CPU]
+    if paddle.device.get_device().startswith("gpu"):
+        targets.append(profiler.ProfilerTarget.GPU)
+    prof = profiler.Profiler(targets=targets)
+    prof.start()
+    for _ in range(iters):
+        model.step(real_A, real_B)
+        _synchronize()
+        prof.step()
+    prof.stop()
+    prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
+
+
+def format_markdown(result: dict[str, Any], command: str | None = None) -> str:
+    """A `run_benchmark` result as a Markdown table (for the README), under a line naming the setting and, if
+    given, the `command` that reproduces it."""
+    m = result["model"]
+    images = 2 * result["batch_size"]  # A and B images per iteration
+    configured = "on" if result["reuse_fakes"] else "off"
+    lines = [f"{'Light' if m['light'] else 'Full'} model, img {m['img_size']}, ch {m['ch']}, n_res {m['n_res']}, "
+             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}); medians of "
+             f"{result['iters']} iterations after {result['warmup']} warm-up"
+             + (f" (`{command}`)" if command else "") + ":", "", "| measure | value |", "|---|---|"]
+    for setting in ("on", "off"):
+        seconds = result[f"train_sec_per_iter_reuse_{setting}"]
+        note = " (configured)" if setting == configured else ""
+        lines.append(f"| training, reuse_fakes {setting}{note} | {seconds:.3f} s/iteration, "
+                     f"{images / seconds:.2f} images/s |")
+    lines.append(f"| reuse_fakes speed-up (median of paired off/on) | {result['reuse_fakes_speedup']:.2f}x |")
+    lines.append(f"| generator inference, batch 1, eager | {result['infer_sec_per_image'] * 1000:.1f} ms/image |")
+    for key, label in (("infer_exported_sec_per_image", "Paddle Inference"),
+                       ("infer_exported_onednn_sec_per_image", "Paddle Inference + oneDNN"),
+                       ("infer_exported_onnxruntime_sec_per_image", "ONNX Runtime")):
+        if key in result:
+            value = result[key]
+            text = f"{value * 1000:.1f} ms/image" if isinstance(value, float) else value.replace("|", "/")
+            lines.append(f"| generator inference, batch 1, {label} | {text} |")
+    if "peak_rss_mb" in result:
+        lines.append(f"| peak memory, training | {result['peak_rss_mb']:.0f} MiB resident (CPU, whole process) |")
+    else:
+        lines.append(f"| peak memory, training | {result['peak_gpu_mb']:.0f} MiB allocated on the GPU |")
+    return "\n".join(lines)

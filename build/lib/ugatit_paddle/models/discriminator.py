@@ -1,0 +1,95 @@
+"""The U-GAT-IT discriminator (official `Discriminator`), a PatchGAN with CAM attention and spectral norm.
+
+`n_layers` = 7 gives the official "global" discriminators (`disGA`, `disGB`), 5 the "local" ones
+(`disLA`, `disLB`). Spectral norm advances `weight_u`/`weight_v` by one power iteration per forward in
+train mode only, as PyTorch's does (see `spectral_norm.py`).
+"""
+
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from .layers import ReflectionPad2d, cam_weighting, conv2d, linear
+from .spectral_norm import spectral_norm
+from .variant import OFFICIAL, ReflectionPadSides, Variant, stride1_padding
+
+
+def output_size(img_size: int, n_layers: int, variant: Variant = OFFICIAL) -> int | None:
+    """Side of the patch logits map for `img_size` inputs, or None if a layer cannot process that size.
+
+    Each layer reflect-pads (by 1; the TF variant's stride-1 layers by 1 and 2) and applies a 4x4
+    convolution: the first `n_layers - 2` with stride 2, then two with stride 1.
+    """
+    side = img_size
+    pads = [(1, 1)] * (n_layers - 2) + [stride1_padding(variant)[2:]] * 2
+    for stride, (before, after) in zip([2] * (n_layers - 2) + [1, 1], pads):
+        if side <= max(before, after):  # reflection padding needs pad < side
+            return None
+        side = (side + before + after - 4) // stride + 1
+    return side if side >= 1 else None
+
+
+def heatmap_size(img_size: int, n_layers: int, variant: Variant = OFFICIAL) -> int | None:
+    """Side of the CAM heatmap: the feature map before the last convolution (P + 1 official, P for TF)."""
+    side = output_size(img_size, n_layers, variant)
+    return None if side is None else side + 3 - sum(stride1_padding(variant)[2:])
+
+
+class Discriminator(nn.Layer):
+    """Classify real/fake per patch and, through CAM, per image.
+
+    `forward(x [N, 3, S, S])` returns `(logits [N, 1, P, P], cam_logit [N, 2], heatmap [N, 1, P+1, P+1])`
+    where P = `output_size(S, n_layers)` (6 for the global and 30 for the local discriminator at 256 px).
+    The TF variant (`variant.py`) keeps the side in its stride-1 layers (heatmap [N, 1, P, P], P = 8 and 32
+    at 256 px), has one shared CAM classifier `cam_fc` with a bias, and a bias on the last convolution.
+    """
+
+    def __init__(self, ch: int, n_layers: int, variant: Variant = OFFICIAL) -> None:
+        super().__init__()
+        if n_layers < 3:
+            raise ValueError(f"a discriminator needs n_layers >= 3, got {n_layers}")
+        self.ch, self.n_layers, self.variant = ch, n_layers, variant
+        _sn = spectral_norm if variant.spectral_norm else (lambda layer: layer)
+        same = stride1_padding(variant)
+        model: list[nn.Layer] = [ReflectionPad2d(1), _sn(conv2d(3, ch, 4, stride=2)), nn.LeakyReLU(0.2)]
+        for i in range(1, n_layers - 2):
+            c = ch * 2 ** (i - 1)
+            model += [ReflectionPad2d(1), _sn(conv2d(c, 2 * c, 4, stride=2)), nn.LeakyReLU(0.2)]
+        c = ch * 2 ** (n_layers - 3)
+        model += [self._stride1_pad(same), _sn(conv2d(c, 2 * c, 4, stride=1)), nn.LeakyReLU(0.2)]
+        self.model = nn.Sequential(*model)
+
+        dim = 2 * c
+        if variant.shared_cam:
+            self.cam_fc = _sn(linear(dim, 1, bias=True))
+        else:
+            self.gap_fc = _sn(linear(dim, 1))
+            self.gmp_fc = _sn(linear(dim, 1))
+        self.conv1x1 = conv2d(2 * dim, dim, 1, bias=True)
+        self.leaky_relu = nn.LeakyReLU(0.2)
+        self.pad = self._stride1_pad(same)
+        self.conv = _sn(conv2d(dim, 1, 4, stride=1, bias=variant.biases))
+
+    @staticmethod
+    def _stride1_pad(padding: tuple[int, int, int, int]) -> nn.Layer:
+        return ReflectionPad2d(1) if padding == (1, 1, 1, 1) else ReflectionPadSides(padding)
+
+    def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        x = self.model(x)
+        gap, gmp = x.mean(axis=[2, 3]), F.adaptive_max_pool2d(x, 1).flatten(1)  # gmp: grad to the argmax, as torch
+        if self.variant.shared_cam:
+            # TF: one classifier for both logits; both halves weighted by (normalised weight + bias).
+            cam_logit = paddle.concat([self.cam_fc(gap), self.cam_fc(gmp)], axis=1)
+            weight = self.cam_fc.weight + self.cam_fc.bias
+            x = paddle.concat([cam_weighting(x, weight), cam_weighting(x, weight)], axis=1)
+        else:
+            # The logits use the spectrally normalised weight, the channel weighting the raw `weight_orig`.
+            cam_logit = paddle.concat([self.gap_fc(gap), self.gmp_fc(gmp)], axis=1)
+            x = paddle.concat(
+                [cam_weighting(x, self.gap_fc.weight_orig), cam_weighting(x, self.gmp_fc.weight_orig)], axis=1
+            )
+        x = self.leaky_relu(self.conv1x1(x))
+        heatmap = x.sum(axis=1, keepdim=True)
+        return self.conv(self.pad(x)), cam_logit, heatmap

@@ -1,0 +1,147 @@
+"""The U-GAT-IT generator (`ResnetGenerator` of the official code).
+
+Encoder -> CAM attention -> gamma/beta MLP -> `n_res` AdaILN residual blocks -> ILN up-sampling decoder.
+Sub-layer and parameter names mirror the official state-dict keys (`DownBlock.1.weight`,
+`UpBlock1_1.norm1.rho`, `FC.0.weight`, ...), so that conversion is a per-key transpose table.
+"""
+
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from .layers import NearestUpsample2x, ReflectionPad2d, cam_weighting, conv2d, instance_norm, linear
+from .norms import ILN, AdaILN
+from .variant import OFFICIAL, Variant, affine_instance_norm
+
+N_DOWNSAMPLING = 2  # the encoder halves the resolution twice; features are 4*ch channels at img_size/4
+
+
+def _instance_norm(ch: int, variant: Variant) -> nn.InstanceNorm2D:
+    return affine_instance_norm(ch) if variant.affine_instance_norm else instance_norm(ch)
+
+
+class ResnetBlock(nn.Layer):
+    """Encoder residual block: x + [pad, conv3x3, IN, ReLU, pad, conv3x3, IN](x)."""
+
+    def __init__(self, dim: int, variant: Variant = OFFICIAL) -> None:
+        super().__init__()
+        bias = variant.biases
+        self.conv_block = nn.Sequential(
+            ReflectionPad2d(1), conv2d(dim, dim, 3, bias=bias), _instance_norm(dim, variant), nn.ReLU(),
+            ReflectionPad2d(1), conv2d(dim, dim, 3, bias=bias), _instance_norm(dim, variant),
+        )
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetAdaILNBlock(nn.Layer):
+    """Decoder residual block whose two normalisations take the per-sample gamma/beta [N, C] of the MLP."""
+
+    def __init__(self, dim: int, variant: Variant = OFFICIAL) -> None:
+        super().__init__()
+        v = variant
+        self.pad1 = ReflectionPad2d(1)
+        self.conv1 = conv2d(dim, dim, 3, bias=v.biases)
+        self.norm1 = AdaILN(dim, v.unbiased_variance, v.rho_smoothing, v.adailn_rho_init)
+        self.relu1 = nn.ReLU()
+        self.pad2 = ReflectionPad2d(1)
+        self.conv2 = conv2d(dim, dim, 3, bias=v.biases)
+        self.norm2 = AdaILN(dim, v.unbiased_variance, v.rho_smoothing, v.adailn_rho_init)
+
+    def forward(self, x: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor) -> paddle.Tensor:
+        out = self.relu1(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
+        out = self.norm2(self.conv2(self.pad2(out)), gamma, beta)
+        return out + x
+
+
+class Generator(nn.Layer):
+    """Translate images of one domain into the other.
+
+    Args:
+        ch: channels of the first layer (`ngf`); the bottleneck has 4*ch.
+        n_res: residual blocks in the encoder and in the decoder.
+        img_size: input height = width; fixes the size of the full model's first MLP layer.
+        light: take the MLP input from globally average-pooled features (small) instead of all
+            (img_size/4)^2 * 4ch features (268M weights at 256 px, ch 64).
+        variant: the official PyTorch networks (default) or the TF ones (`variant.py`): with `shared_cam` the
+            two CAM classifiers are one, `cam_fc` (weight [4ch, 1], bias [1]), instead of `gap_fc`/`gmp_fc`.
+
+    `forward(x [N, 3, S, S] in [-1, 1])` returns `(image [N, 3, S, S], cam_logit [N, 2], heatmap [N, 1, S/4, S/4])`.
+    """
+
+    def __init__(self, ch: int, n_res: int, img_size: int, light: bool, variant: Variant = OFFICIAL) -> None:
+        super().__init__()
+        self.ch, self.n_res, self.img_size, self.light, self.variant = ch, n_res, img_size, light, variant
+        mult = 2**N_DOWNSAMPLING
+        dim = ch * mult
+        v, bias = variant, variant.biases
+
+        down: list[nn.Layer] = [ReflectionPad2d(3), conv2d(3, ch, 7, bias=bias), _instance_norm(ch, v), nn.ReLU()]
+        for i in range(N_DOWNSAMPLING):
+            c = ch * 2**i
+            down += [ReflectionPad2d(1), conv2d(c, 2 * c, 3, stride=2, bias=bias), _instance_norm(2 * c, v),
+                     nn.ReLU()]
+        down += [ResnetBlock(dim, v) for _ in range(n_res)]
+        self.DownBlock = nn.Sequential(*down)
+
+        # Class activation map: 1-logit classifiers whose weights also re-weight the channels.
+        if v.shared_cam:
+            self.cam_fc = linear(dim, 1, bias=True)
+        else:
+            self.gap_fc = linear(dim, 1)
+            self.gmp_fc = linear(dim, 1)
+        self.conv1x1 = conv2d(2 * dim, dim, 1, bias=True)
+        self.relu = nn.ReLU()
+
+        # MLP predicting the AdaILN gamma/beta.
+        mlp_in = dim if light else (img_size // mult) ** 2 * dim
+        self.FC = nn.Sequential(linear(mlp_in, dim, bias), nn.ReLU(), linear(dim, dim, bias), nn.ReLU())
+        self.gamma = linear(dim, dim, bias)
+        self.beta = linear(dim, dim, bias)
+
+        for i in range(n_res):
+            setattr(self, f"UpBlock1_{i + 1}", ResnetAdaILNBlock(dim, v))
+
+        up: list[nn.Layer] = []
+        for i in range(N_DOWNSAMPLING):
+            c = ch * 2 ** (N_DOWNSAMPLING - i)
+            up += [NearestUpsample2x(), ReflectionPad2d(1),
+                   conv2d(c, c // 2, 3, bias=bias), ILN(c // 2, v.unbiased_variance), nn.ReLU()]
+        up += [ReflectionPad2d(3), conv2d(ch, 3, 7, bias=bias), nn.Tanh()]
+        self.UpBlock2 = nn.Sequential(*up)
+
+    def cam_weights(self) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """The channel weights [C, 1] of the GAP and of the GMP half: each classifier's weight (official), or
+        TF's shared (weight + bias) for both."""
+        if self.variant.shared_cam:
+            weight = self.cam_fc.weight + self.cam_fc.bias
+            return weight, weight
+        return self.gap_fc.weight, self.gmp_fc.weight
+
+    def cam_logits(self, gap: paddle.Tensor, gmp: paddle.Tensor) -> paddle.Tensor:
+        """cam_logit [N, 2] from the pooled features gap, gmp [N, C]."""
+        if self.variant.shared_cam:
+            return paddle.concat([self.cam_fc(gap), self.cam_fc(gmp)], axis=1)
+        return paddle.concat([self.gap_fc(gap), self.gmp_fc(gmp)], axis=1)
+
+    def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        x = self.DownBlock(x)  # [N, 4ch, S/4, S/4]
+        n = x.shape[0]
+
+        gap, gmp = x.mean(axis=[2, 3]), F.adaptive_max_pool2d(x, 1).flatten(1)  # gmp: grad to the argmax, as torch
+        cam_logit = self.cam_logits(gap, gmp)  # [N, 2]
+        gap_weight, gmp_weight = self.cam_weights()
+        x = paddle.concat([cam_weighting(x, gap_weight), cam_weighting(x, gmp_weight)], axis=1)
+        x = self.relu(self.conv1x1(x))  # [N, 4ch, S/4, S/4]
+        heatmap = x.sum(axis=1, keepdim=True)
+
+        mlp_in = x.mean(axis=[2, 3]) if self.light else x.reshape([n, -1])
+        h = self.FC(mlp_in)
+        gamma, beta = self.gamma(h), self.beta(h)  # [N, 4ch] each
+
+        for i in range(self.n_res):
+            x = getattr(self, f"UpBlock1_{i + 1}")(x, gamma, beta)
+        return self.UpBlock2(x), cam_logit, heatmap

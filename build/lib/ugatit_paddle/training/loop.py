@@ -1,0 +1,275 @@
+"""The training loop around one `UGATIT` model: data, resume, logging, samples, checkpoints, signals, data parallel.
+
+    trainer = Trainer(load_config("configs/selfie2anime.yaml"))
+    trainer.train(resume=True)                                   # until train.iterations
+    trainer.train(should_stop=lambda it: time.time() > deadline)  # or until a callback says so
+
+Each iteration: one batch per domain from the resumable loaders (`data`), `model.step`, then the progress
+report (`progress.make_progress`: a bar on a terminal or in a notebook, plain lines in a log file), VisualDL
+scalars every `train.log_every`, sample sheets every `train.sample_every`, a checkpoint every
+`train.save_every` and a generator file every `train.save_generators_every` iterations (and a checkpoint at
+the end). SIGINT/SIGTERM (a notebook's interrupt too) or `should_stop` end training after the current
+iteration with a checkpoint, so that `resume=True` continues exactly. A run holds its `output_dir`'s lock
+(`run_lock`) from start to end: a second run on the same folder stops at once.
+
+Data parallel (`python -m paddle.distributed.launch --nproc_per_node N tools/train.py ...`): every process
+holds all six networks (rank 0's weights, broadcast at the start), takes its own `train.batch_size` share of
+each global batch, and the step averages the gradients; all processes stop at the same iteration. Only
+rank 0 prints, logs and writes checkpoints and samples.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+
+from ..config import Config, config_from_dict, format_config, load_config, save_config
+from ..data import build_train_loader, check_layout
+from ..data.archive import resolve_data_root
+from ..formats import checkpoint
+from ..models import GENERATORS, ILN, AdaILN
+from ..visualize import sample_images, sample_sheets, save_sample_sheets
+from .progress import ProgressReporter, make_progress
+from .run_lock import run_lock
+from .ugatit import UGATIT
+
+STOPPED_BY_CALLBACK = "should_stop"  # `Trainer.interrupted` when the `should_stop` callback ended training
+
+
+class Trainer:
+    """The loop of one experiment: `train()` runs `model` (a `UGATIT` built from `cfg`) through the data.
+
+    In a data-parallel job every process builds its own Trainer; the constructor starts the process group and
+    gives every process rank 0's initial weights.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.rank, self.world_size = _data_parallel()
+        self.model = UGATIT(cfg, world_size=self.world_size)
+        if self.world_size > 1:
+            _broadcast_from_rank0(self.model.nets)  # same start everywhere whatever each process drew
+        self.interrupted: str | None = None  # why the last `train()` stopped early ("SIGINT", ...), if it did
+
+    @property
+    def iteration(self) -> int:
+        """Completed training iterations."""
+        return self.model.iteration
+
+    @classmethod
+    def from_file(cls, path: str, overrides: Sequence[str] = ()) -> "Trainer":
+        return cls(load_config(path, overrides))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Trainer":
+        return cls(config_from_dict(values))
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current iteration (rank 0 only: every process holds the same state)
+        and prune old ones; returns its path on every rank."""
+        path = checkpoint.checkpoint_path(self.cfg.output_dir, self.iteration)
+        if self.rank == 0:
+            checkpoint.save(self.model.state(), path)
+            checkpoint.prune(self.cfg.output_dir, self.cfg.train.keep_checkpoints)
+        return path
+
+    def resume(self, resume: str | bool) -> None:
+        """Load the latest checkpoint in `output_dir` (`resume=True`) or the file `resume` (weights-only files
+        load the networks and start at iteration 0)."""
+        out = Path(self.cfg.output_dir)
+        path = checkpoint.latest_checkpoint(out) if resume is True else Path(resume)
+        if path is None:
+            self._say(f"no checkpoint in {out / checkpoint.CHECKPOINT_DIR}; starting from scratch")
+            return
+        self.model.load_state(checkpoint.load(path), str(path))
+        self._say(f"resumed from {path} at iteration {self.iteration}")
+
+    def train(self, resume: str | bool = False, stop_after: int | None = None,
+              should_stop: Callable[[int], bool] | None = None, progress: ProgressReporter | None = None) -> Path:
+        """Train until `train.iterations` (or `stop_after`) and return the path of the final checkpoint.
+
+        `resume`: see `resume()`. `should_stop(completed_iterations)` is asked before every iteration; True ends
+        training there, with a sample sheet and a checkpoint (`interrupted` becomes "should_stop"). `progress`
+        receives every iteration's loss terms (default: `progress.make_progress`).
+
+        Rank 0 holds the lock of `output_dir` meanwhile (`RunLockedError` if another live run holds it). In a
+        data-parallel job every process runs this; each reads the same checkpoint (any number of processes may
+        resume it) and its own share of each batch; rank 0 alone prints and writes."""
+        if self.rank != 0:
+            return self._train(resume, stop_after, should_stop, progress)
+        with run_lock(self.cfg.output_dir) as lock:
+            if lock.stale is not None:
+                self._say(f"note: took over the lock of {lock.stale.describe()}, which is no longer running")
+            return self._train(resume, stop_after, should_stop, progress)
+
+    def _train(self, resume: str | bool, stop_after: int | None, should_stop: Callable[[int], bool] | None,
+               progress: ProgressReporter | None) -> Path:
+        cfg, t = self.cfg, self.cfg.train
+        out = Path(cfg.output_dir)
+        main = self.rank == 0
+        if resume:
+            self.resume(resume)
+        end = t.iterations if stop_after is None else min(stop_after, t.iterations)
+        folders = check_layout(resolve_data_root(cfg.data.root, cfg.data.cache_dir, log=self._say))
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out / "config.yaml")
+        self._say(format_config(cfg))
+        if self.world_size > 1:
+            self._say(f"data parallel: {self.world_size} processes x batch {t.batch_size} = global batch "
+                      f"{self.world_size * t.batch_size}")
+
+        loaders = [build_train_loader(folders[f"train{d}"], cfg.model.img_size, t.batch_size, t.seed, domain_id=i,
+                                      start_iteration=self.iteration, num_workers=cfg.data.num_workers,
+                                      use_shared_memory=cfg.data.use_shared_memory, rank=self.rank,
+                                      world_size=self.world_size, strict=cfg.data.strict, stop_iteration=end)
+                   for i, d in enumerate("AB")]
+        samples = self._sample_images(folders) if main else {}
+        writer = _visualdl_writer(out / "vdl") if main else None
+        report = progress or make_progress(self.iteration, end, t.log_every, enabled=main)
+        signals = _StopRequest()
+        self.interrupted = None
+        last_saved = last_sampled = None
+        self.model.set_train_mode(True)
+        try:
+            with signals:
+                if not self._stop_requested(signals, should_stop, before_first=True):
+                    for real_A, real_B in zip(*loaders):
+                        start = time.perf_counter()
+                        terms = self.model.step(real_A, real_B)
+                        seconds = time.perf_counter() - start
+                        it = self.iteration
+                        report.update(it, terms)
+                        if writer is not None and (it % t.log_every == 0 or it == end):
+                            self._log_scalars(writer, terms, it, seconds)
+                        if main and (it % t.sample_every == 0 or it == end):
+                            self._write_samples(samples, out, writer)
+                            last_sampled = it
+                        if main and t.save_generators_every and it % t.save_generators_every == 0:
+                            checkpoint.save_generators(checkpoint.generators_path(out, it), cfg.model,
+                                                       self.model.nets, iteration=it)
+                            checkpoint.prune(out, t.keep_checkpoints, checkpoint.GENERATORS_DIR)
+                        if it % t.save_every == 0:
+                            last_saved = self.save_checkpoint()
+                        if self._stop_requested(signals, should_stop):
+                            break
+            if main and self.interrupted == STOPPED_BY_CALLBACK and last_sampled != self.iteration:
+                self._write_samples(samples, out, writer)  # the sheets a run ends with, as at its last iteration
+        finally:
+            report.close()
+            if writer is not None:
+                writer.close()
+        if not main:
+            last_saved = checkpoint.checkpoint_path(out, self.iteration)
+        elif last_saved is None or checkpoint.list_checkpoints(out)[-1][0] != self.iteration:
+            last_saved = self.save_checkpoint()
+        self._say(f"checkpoint: {last_saved}")
+        return last_saved
+
+    def _stop_requested(self, signals: _StopRequest, should_stop: Callable[[int], bool] | None,
+                        before_first: bool = False) -> bool:
+        """Whether to stop now (a signal, or `should_stop`), agreed by all processes; sets `interrupted`.
+        Signals are only checked after an iteration: before the first there is nothing to save."""
+        reason = None if before_first else signals.requested
+        if reason is None and should_stop is not None and should_stop(self.iteration):
+            reason = STOPPED_BY_CALLBACK
+        if not self._any_process(reason is not None):
+            return False
+        self.interrupted = reason or "SIGTERM"  # stopped by another process
+        if self.rank == 0:
+            cause = "should_stop() is true" if self.interrupted == STOPPED_BY_CALLBACK else f"{self.interrupted} received"
+            print(f"\n{cause}: saving a checkpoint at iteration {self.iteration}", file=sys.stderr)
+        return True
+
+    def _any_process(self, flag: bool) -> bool:
+        """True if `flag` is true in any data-parallel process (`flag` itself in a single process)."""
+        if self.world_size == 1:
+            return flag
+        value = paddle.to_tensor(int(flag), dtype="int32")
+        paddle.distributed.all_reduce(value)
+        return int(value) > 0
+
+    def _say(self, text: str) -> None:
+        if self.rank == 0:
+            print(text)
+
+    def _sample_images(self, folders: Mapping[str, Path]) -> dict[str, paddle.Tensor]:
+        """The fixed sample-sheet images in the model's dtype: sampling never consumes training batches."""
+        images = sample_images(folders, self.cfg.train.sample_count, self.cfg.model.img_size)
+        return {d: paddle.to_tensor(batch).astype(self.model.dtype) for d, batch in images.items()}
+
+    def _write_samples(self, samples: Mapping[str, paddle.Tensor], out: Path, writer: Any) -> None:
+        sheets = sample_sheets(self.model.nets, samples)
+        save_sample_sheets(sheets, out / "samples", self.iteration)
+        if writer is not None:
+            for direction, sheet in sheets.items():
+                writer.add_image(f"samples/{direction}", sheet, self.iteration)
+
+    def _log_scalars(self, writer: Any, terms: Mapping[str, float], it: int, seconds: float) -> None:
+        for key, value in terms.items():
+            writer.add_scalar(f"loss/{key}", value, it)
+        writer.add_scalar("train/lr", self.model.lr_schedule.last_lr, it)
+        writer.add_scalar("train/sec_per_iter", seconds, it)
+        for name in GENERATORS:
+            for kind, cls in (("adailn", AdaILN), ("iln", ILN)):
+                rho = [float(m.rho.mean()) for m in self.model.nets[name].sublayers() if isinstance(m, cls)]
+                if rho:
+                    writer.add_scalar(f"rho/{name}_{kind}_mean", float(np.mean(rho)), it)
+
+
+def _data_parallel() -> tuple[int, int]:
+    """(rank, world size) of this process, initialising Paddle's process group when started by
+    `paddle.distributed.launch` with more than one process; (0, 1) otherwise."""
+    world_size = paddle.distributed.get_world_size()
+    if world_size > 1 and not paddle.distributed.is_initialized():
+        paddle.distributed.init_parallel_env()  # gloo on CPU (set by the launcher), NCCL on GPUs
+    return paddle.distributed.get_rank(), world_size
+
+
+def _broadcast_from_rank0(nets: Mapping[str, paddle.nn.Layer]) -> None:
+    """Copy rank 0's parameters and buffers (spectral-norm u/v) to every process."""
+    with paddle.no_grad():
+        for net in nets.values():
+            for tensor in net.state_dict().values():
+                paddle.distributed.broadcast(tensor, src=0)
+
+
+class _StopRequest:
+    """Within `with`, SIGINT/SIGTERM set `requested` (to the signal's name) instead of killing the process;
+    a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+        for sig, handler in self._previous.items():  # a second Ctrl-C falls through to the default
+            signal.signal(sig, handler)
+
+    def __enter__(self) -> "_StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (some notebook runners): keep the defaults
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _visualdl_writer(logdir: Path) -> Any:
+    try:
+        from visualdl import LogWriter
+    except ImportError:  # VisualDL is optional at run time
+        return None
+    return LogWriter(logdir=str(logdir))

@@ -1,0 +1,263 @@
+"""One U-GAT-IT optimisation step: the six networks, the two Adam optimisers, the schedule and the D and G updates.
+
+`UGATIT(cfg).step(real_A, real_B)` is one iteration of the official code (`UGATIT.train`), without its
+wasted work:
+
+1. translate: `fake_A2B = genA2B(real_A)`, `fake_B2A = genB2A(real_B)` (once; the official code runs the
+   generators again for the G step, which gives identical fakes because G has not changed in between);
+2. D step: each of the four discriminators sees its real batch and the detached fake; LSGAN losses on
+   patch and CAM logits (`losses.discriminator_loss`); one Adam step over all discriminator parameters;
+3. G step: cycle (`A -> B -> A`), identity (`A -> A` through genB2A) and adversarial terms plus the CAM
+   classification term (`losses.generator_loss`); one Adam step over both generators' parameters (the
+   discriminators enter this step as constants: the official code computes their weight gradients here
+   only to clear them);
+4. clamp `rho` of every AdaILN/ILN to [0, 1]; advance the learning-rate schedule.
+
+Everything around the step (data, resume, logging, samples, checkpoints, signals, starting data parallel)
+is the loop's (`loop.py`). In a data-parallel job (`world_size` > 1) the step averages the gradients over
+the processes before each optimiser step, so N processes with batch B train exactly like one with batch N*B.
+
+Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
+and matrix products in float16), each optimiser step goes through its own `paddle.amp.GradScaler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import paddle
+from paddle.distributed.fleet.utils.hybrid_parallel_util import fused_allreduce_gradients
+from paddle.utils import unique_name
+
+from ..config import Config, ConfigError
+from ..formats import checkpoint
+from ..models import DISCRIMINATORS, GENERATORS, build_networks, clip_rho
+from . import losses
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or infinity; the message names the iteration and the loss term."""
+
+
+class AmpUnavailableError(ConfigError):
+    """`train.amp` is on but there is no GPU: refusing instead of silently training in float32."""
+
+
+class HalfLinearDecay(paddle.optimizer.lr.LRScheduler):
+    """Constant learning rate for the first half of `iterations`, then linear decay to 0 (per iteration).
+
+    `last_epoch` counts completed iterations, so iteration t (0-based) runs at
+    `base_lr * (1 - max(0, t + 1 - half) / half)`, the official schedule.
+    """
+
+    def __init__(self, learning_rate: float, iterations: int, decay: bool = True) -> None:
+        self.half = iterations // 2
+        self.decay = decay
+        super().__init__(learning_rate)
+
+    def get_lr(self) -> float:
+        if not self.decay or self.half == 0:
+            return self.base_lr
+        done = max(0, self.last_epoch + 1 - self.half)
+        return self.base_lr * max(0.0, 1.0 - done / self.half)
+
+
+class UGATIT:
+    """The six networks, two Adam optimisers and the learning-rate schedule of one experiment (`cfg`).
+
+    `step(real_A, real_B)` runs one iteration on given batches ([N, 3, S, S] in [-1, 1]) and returns the loss
+    terms; `state()` / `load_state()` are what a checkpoint holds. `world_size` > 1: gradients are averaged over
+    that many data-parallel processes (the caller has started the process group and synchronised the weights).
+    """
+
+    def __init__(self, cfg: Config, world_size: int = 1) -> None:
+        self.cfg = cfg
+        if cfg.train.amp and not paddle.device.get_device().startswith("gpu"):
+            raise AmpUnavailableError(
+                f"train.amp=true needs a GPU (automatic mixed precision runs float16 kernels), but this process "
+                f"runs on '{paddle.device.get_device()}'; set train.amp=false to train in float32 on the CPU")
+        self.world_size = world_size
+        self.dtype = "float64" if cfg.train.float64 else "float32"  # of the weights and of what they compute
+        paddle.seed(cfg.train.seed)
+        default_dtype = paddle.get_default_dtype()
+        paddle.set_default_dtype(self.dtype)  # parameters and spectral-norm buffers are created in it
+        try:
+            with unique_name.guard():  # parameter names (and so optimiser state keys) independent of process history
+                self.nets = build_networks(cfg.model)
+        finally:
+            paddle.set_default_dtype(default_dtype)
+        t = cfg.train
+        self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
+        self.G_params = [p for n in GENERATORS for p in self.nets[n].parameters()]
+        self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
+        self.G_optim = self._adam(self.G_params)
+        self.D_optim = self._adam(self.D_params)
+        # One loss scaler per optimiser (AMP only): each adapts to its own loss's gradients.
+        self.G_scaler = _grad_scaler() if t.amp else None
+        self.D_scaler = _grad_scaler() if t.amp else None
+        self.iteration = 0  # completed iterations
+
+    def _adam(self, params: list[paddle.Tensor]) -> paddle.optimizer.Adam:
+        t = self.cfg.train
+        # A float weight_decay is coupled L2 added to the gradient, like torch.optim.Adam's weight_decay.
+        # The multi-tensor update (one fused step over all parameters) is about 1.6x faster on CPU than one
+        # update per parameter, equal to rounding; Paddle has it for float32, not float64.
+        return paddle.optimizer.Adam(
+            learning_rate=self.lr_schedule, beta1=t.beta1, beta2=t.beta2, epsilon=1e-8,
+            parameters=params, weight_decay=t.weight_decay, use_multi_tensor=self.dtype == "float32",
+        )
+
+    def set_train_mode(self, training: bool) -> None:
+        for net in self.nets.values():
+            net.train() if training else net.eval()
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self, real_A: paddle.Tensor, real_B: paddle.Tensor) -> dict[str, float]:
+        """One official iteration (D step, G step, rho clipping, lr step); returns the loss terms:
+        D/total, D/A, D/B, G/total, G/A, G/B and the unweighted G/{adv, adv_cam, cycle, identity, cam}_{A, B}
+        ("A": the objectives of translating into domain A)."""
+        g_ab, g_ba = self.nets["genA2B"], self.nets["genB2A"]
+        d_ga, d_gb, d_la, d_lb = (self.nets[n] for n in DISCRIMINATORS)
+        w = self.cfg.loss
+        reuse = self.cfg.train.reuse_fakes
+        real_A, real_B = real_A.astype(self.dtype), real_B.astype(self.dtype)
+
+        # --- translate, then the D step: real vs fake for each discriminator
+        with self._autocast():
+            fake_A2B, fake_A2B_cam, _ = g_ab(real_A)
+            fake_B2A, fake_B2A_cam, _ = g_ba(real_B)
+            # The official code feeds the D step the fakes undetached, so its D backward also runs through both
+            # generators (gradients the G step then clears): reuse_fakes=false keeps that cost, values are the same.
+            d_fake_A2B, d_fake_B2A = (fake_A2B.detach(), fake_B2A.detach()) if reuse else (fake_A2B, fake_B2A)
+            D_loss_A = losses.discriminator_loss(w, d_ga, d_la, real_A, d_fake_B2A)
+            D_loss_B = losses.discriminator_loss(w, d_gb, d_lb, real_B, d_fake_A2B)
+            D_loss = D_loss_A + D_loss_B
+        d_terms = {"D/A": D_loss_A, "D/B": D_loss_B}
+        self._update(D_loss, d_terms, self.D_params, self.D_optim, self.D_scaler)
+
+        # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
+        with self._autocast(), _constants(self.D_params):
+            if not reuse:  # the official code's second forward: same values, twice the cost
+                fake_A2B, fake_A2B_cam, _ = g_ab(real_A)
+                fake_B2A, fake_B2A_cam, _ = g_ba(real_B)
+            fake_A2B2A, _, _ = g_ba(fake_A2B)
+            fake_B2A2B, _, _ = g_ab(fake_B2A)
+            fake_A2A, fake_A2A_cam, _ = g_ba(real_A)
+            fake_B2B, fake_B2B_cam, _ = g_ab(real_B)
+            # towards A: genB2A translates B, cycles A -> B -> A, keeps A; its CAM: B input -> 1, A input -> 0
+            G_loss_A, g_A = losses.generator_loss(w, d_ga, d_la, real_A, fake_B2A, fake_A2B2A, fake_A2A,
+                                                  fake_B2A_cam, fake_A2A_cam)
+            G_loss_B, g_B = losses.generator_loss(w, d_gb, d_lb, real_B, fake_A2B, fake_B2A2B, fake_B2B,
+                                                  fake_A2B_cam, fake_B2B_cam)
+            G_loss = G_loss_A + G_loss_B
+        g_terms = {f"G/{name}_{d}": value for name in g_A for d, value in (("A", g_A[name]), ("B", g_B[name]))}
+        self._update(G_loss, g_terms, self.G_params, self.G_optim, self.G_scaler)
+
+        for name in GENERATORS:
+            clip_rho(self.nets[name])
+        self.lr_schedule.step()
+        self.iteration += 1
+
+        terms = {"D/total": D_loss, **d_terms, "G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B, **g_terms}
+        return {k: float(v) for k, v in terms.items()}
+
+    def _update(self, loss: paddle.Tensor, terms: Mapping[str, paddle.Tensor], params: list[paddle.Tensor],
+                optimizer: paddle.optimizer.Optimizer, scaler: paddle.amp.GradScaler | None) -> None:
+        """Check `loss` is finite (naming the bad `terms` if not), backward, average the gradients of `params`
+        over the processes, one optimiser step (through `scaler` under AMP)."""
+        # before NaNs reach backward; the sum over processes, so that all stop together
+        _check_finite(self._global_sum(loss), terms, self.iteration + 1)
+        optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if self.world_size > 1:
+            fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
+        if scaler is None:
+            _optimizer_step(optimizer)
+        else:
+            with unique_name.guard():
+                scaler.step(optimizer)  # unscales; skips the step if a gradient overflowed
+            scaler.update()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
+        return paddle.amp.auto_cast(level="O1") if self.cfg.train.amp else contextlib.nullcontext()
+
+    def _global_sum(self, value: paddle.Tensor) -> paddle.Tensor:
+        """`value` summed over the data-parallel processes (itself in a single process)."""
+        if self.world_size == 1:
+            return value
+        total = value.detach().astype("float32").clone()
+        paddle.distributed.all_reduce(total)
+        return total
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """Everything a training checkpoint holds (numpy arrays), for `checkpoint.save`."""
+        payload = checkpoint.model_payload(self.cfg.model, {n: net.state_dict() for n, net in self.nets.items()})
+        payload.update(
+            iteration=self.iteration,
+            config=self.cfg.to_dict(),
+            optimizers={"G": checkpoint.to_numpy(self.G_optim.state_dict()),
+                        "D": checkpoint.to_numpy(self.D_optim.state_dict())},
+            lr_scheduler=self.lr_schedule.state_dict(),
+        )
+        if self.G_scaler is not None:
+            payload["grad_scalers"] = {"G": self.G_scaler.state_dict(), "D": self.D_scaler.state_dict()}
+        return payload
+
+    def load_state(self, payload: Mapping[str, Any], path: str = "checkpoint") -> None:
+        """Restore a training checkpoint (networks, optimisers, schedule, iteration); weights-only files
+        (converted official checkpoints) restore the networks and start at iteration 0."""
+        checkpoint.load_networks(self.nets, payload, path)
+        if "optimizers" in payload:
+            self.G_optim.set_state_dict(payload["optimizers"]["G"])
+            self.D_optim.set_state_dict(payload["optimizers"]["D"])
+            self.lr_schedule.set_state_dict(payload["lr_scheduler"])
+            self.iteration = int(payload["iteration"])
+        if self.G_scaler is not None and "grad_scalers" in payload:
+            self.G_scaler.load_state_dict(payload["grad_scalers"]["G"])
+            self.D_scaler.load_state_dict(payload["grad_scalers"]["D"])
+
+
+@contextlib.contextmanager
+def _constants(params: Sequence[paddle.Tensor]) -> Iterator[None]:
+    """Within the block, `params` enter the autograd graph as constants (no gradient computed for them);
+    gradients still flow through the layers that use them to their inputs."""
+    flags = [p.stop_gradient for p in params]
+    for p in params:
+        p.stop_gradient = True
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.stop_gradient = flag
+
+
+def _grad_scaler() -> paddle.amp.GradScaler:
+    """A dynamic loss scaler with Paddle's defaults (initial scale 2^15, halved on overflow)."""
+    return paddle.amp.GradScaler(init_loss_scaling=2.0**15)
+
+
+def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
+    """`optimizer.step()` with Adam's state variables named after their parameters only (the first step
+    creates them; outside a fresh name scope their names would depend on everything built before), so that
+    a checkpoint's optimiser state restores in any process."""
+    with unique_name.guard():
+        optimizer.step()
+
+
+def _check_finite(total: paddle.Tensor, terms: Mapping[str, paddle.Tensor], iteration: int) -> None:
+    """If `total` is NaN/inf, raise NonFiniteLossError naming the bad terms. Checked before backward: Paddle's
+    max-pool gradient corrupts memory on NaN inputs, and a NaN must never reach the weights."""
+    if math.isfinite(float(total)):
+        return
+    values = {k: float(v) for k, v in terms.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    where = ", ".join(f"{k}={values[k]}" for k in bad) if bad else "in another data-parallel process"
+    raise NonFiniteLossError(
+        f"non-finite loss at iteration {iteration}: {where}; "
+        f"training stopped, the last checkpoint on disk is the last good state (try a lower train.lr)"
+    )
