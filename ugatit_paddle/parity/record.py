@@ -87,40 +87,45 @@ def record_bundle(torch_src: str | Path, out: str | Path, recording: Recording, 
     """
     recording.check()
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty: record into a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} exists and is not an empty folder: record into a new folder")
+    r = recording
+    official = OfficialTraining(torch_src, r.img_size, r.ch, r.n_res, r.light, r.global_layers, r.local_layers,
+                                dtype=r.dtype, recipe=recipe, threads=threads, seed=r.seed)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    r = recording
-    official = OfficialTraining(torch_src, r.img_size, r.ch, r.n_res, r.light, r.global_layers, r.local_layers,
-                                dtype=r.dtype, recipe=recipe, threads=threads, seed=r.seed)
-    real_A = official.images(r.batch, r.img_size, seed=r.seed + 1).numpy()
-    real_B = official.images(r.batch, r.img_size, seed=r.seed + 2).numpy()
-    np.savez_compressed(partial / "batch.npz", real_A=real_A, real_B=real_B)
-    official.save(partial / "init_params.pt")
-    np.savez_compressed(partial / "eval_outputs_init.npz", **official.eval_outputs(real_A))
-    losses = [official.step(real_A, real_B) for _ in range(r.steps)]
-    official.save(partial / "after_steps_params.pt")
-    np.savez_compressed(partial / "eval_outputs_after_steps.npz", **official.eval_outputs(real_A))
-    limits = limits_for(r.dtype)
-    reference: dict[str, Any] = {
-        **asdict(r), **asdict(recipe), "torch": official.torch.__version__, "threads": threads,
-        "official_commit": clone_commit(torch_src), "command": command,
-        "losses": [{"D": d, "G": g} for d, g in losses],
-        "limits": limits.to_dict(),
-    }
-    _write_reference(partial, reference)
-    if rerun_threads is not None:
-        report = official_rerun(partial, torch_src, threads=rerun_threads, dtype=r.dtype)
-        reference["official_rerun"] = {"threads": rerun_threads, "rows_ok": f"{report.passed}/{len(report.rows)}",
-                                       "worst": worst_by_kind(report)}
+    try:
+        reference = _record(official, partial, r, recipe)
+        reference.update(threads=threads, official_commit=clone_commit(torch_src), command=command)
         _write_reference(partial, reference)
+        if rerun_threads is not None:
+            report = official_rerun(partial, torch_src, threads=rerun_threads, dtype=r.dtype)
+            reference["official_rerun"] = {"threads": rerun_threads, "rows_ok": f"{report.passed}/{len(report.rows)}",
+                                           "worst": worst_by_kind(report)}
+            _write_reference(partial, reference)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if out.exists():
         out.rmdir()
     partial.rename(out)
     return out
+
+
+def _record(official: OfficialTraining, folder: Path, r: Recording, recipe: Recipe) -> dict[str, Any]:
+    """Write the bundle's data files into `folder`; returns reference.json's settings, losses and limits."""
+    real_A = official.images(r.batch, r.img_size, seed=r.seed + 1).numpy()
+    real_B = official.images(r.batch, r.img_size, seed=r.seed + 2).numpy()
+    np.savez_compressed(folder / "batch.npz", real_A=real_A, real_B=real_B)
+    official.save(folder / "init_params.pt")
+    np.savez_compressed(folder / "eval_outputs_init.npz", **official.eval_outputs(real_A))
+    losses = [official.step(real_A, real_B) for _ in range(r.steps)]
+    official.save(folder / "after_steps_params.pt")
+    np.savez_compressed(folder / "eval_outputs_after_steps.npz", **official.eval_outputs(real_A))
+    return {**asdict(r), **asdict(recipe), "torch": official.torch.__version__,
+            "losses": [{"D": d, "G": g} for d, g in losses], "limits": limits_for(r.dtype).to_dict()}
 
 
 def _write_reference(folder: Path, reference: dict[str, Any]) -> None:
