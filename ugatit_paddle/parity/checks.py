@@ -24,8 +24,8 @@ trajectory is comparable, for the full model too. An implementation following th
 normalisation statistics, spectral-norm power iteration, Adam with coupled weight decay, update order and rho
 clipping) was measured at: eval outputs <= 3e-12 relative, losses <= 1e-12 relative at every iteration, weights
 after the steps <= 2e-9, eval outputs after the steps <= 1e-7 relative. The float64 limits leave 50-1000x of
-room above those figures, and are still 1e3-1e5 x below what a float32 computation of the same bundle reaches
-(tests/test_parity_bundles.py runs a float64 bundle in float32 and sees it fail).
+room above those figures, and a float32 computation of the same bundle misses them (tests/test_parity_bundles.py:
+the repository's full bundle computed in float32 is 20-1700x over the four limits).
 
 The bundles of the repository (tests/fixtures, recorded by `record.record_bundle`) copy their dtype's limits
 into their reference.json with this calibration, so a bundle describes itself; the values used are always
