@@ -1,7 +1,7 @@
 """Shared test fixtures: `tiny_config`, `data_root`, `assert_same`, `load_tool`, `run_tool`,
-`small_train`, `wait_for`, and the parity
-bundles of ../shared (`shared_bundle`, `golden_bundle`, `tf_bundle`), which skip with a reason when that
-folder is absent, as in a user's clone."""
+`small_train`, `wait_for`, and the parity bundles: `golden_bundle` runs over the official bundles of the
+repository (tests/fixtures, always present) and then those of ../shared; the ones of ../shared (also
+`shared_bundle`, `tf_bundle`) skip with a reason when that folder is absent, as in a user's clone."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from ugatit_paddle.demo.dataset import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
+REPO_FIXTURES = ROOT / "tests" / "fixtures"
+REPO_BUNDLES = tuple(sorted(p.name for p in REPO_FIXTURES.iterdir() if (p / "reference.json").is_file()))
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 OFFICIAL_BUNDLES = ("light_128_ch8", "full_128_ch8", "full_112_ch4_f64", "light_96_ch6_b2_f64")
 TF_BUNDLES = ("full_64_ch8", "light_96_ch8")
@@ -41,10 +43,17 @@ def shared_bundle() -> Callable[[str, str], Path]:
     return _shared_bundle
 
 
-@pytest.fixture(params=OFFICIAL_BUNDLES)
+def repo_bundle(name: str) -> Path:
+    """tests/fixtures/<name>, a parity bundle of the repository (recorded with tools/record_bundle.py)."""
+    return REPO_FIXTURES / name
+
+
+@pytest.fixture(params=[f"repo/{n}" for n in REPO_BUNDLES] + [f"shared/{n}" for n in OFFICIAL_BUNDLES])
 def golden_bundle(request: pytest.FixtureRequest) -> Path:
-    """Each parity bundle recorded with the official PyTorch code."""
-    return _shared_bundle("official", request.param)
+    """Each parity bundle recorded with the official PyTorch code: the repository's, then ../shared's (skipped
+    when absent)."""
+    where, name = request.param.split("/")
+    return repo_bundle(name) if where == "repo" else _shared_bundle("official", name)
 
 
 @pytest.fixture(params=TF_BUNDLES)

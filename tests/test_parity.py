@@ -1,6 +1,6 @@
 """The parity package: limits per dtype, rows and their formats, the command line, and (opt-in, with torch and a
-clone of UGATIT-pytorch named by UGATIT_TORCH_SRC) live float64 training beside the official code, a float64
-bundle of another size recorded on the spot, and the official code rerun on a recorded bundle."""
+clone of UGATIT-pytorch named by UGATIT_TORCH_SRC) live float64 training beside the official code and the
+official code rerun on a recorded bundle (recording a bundle: tests/test_record_bundle.py)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,18 @@ import json
 import math
 import os
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ugatit_paddle.config import ModelConfig
-from ugatit_paddle.formats.torch_writer import save_torch
 from ugatit_paddle.parity import (
     LIMITS, Report, Row, compare, format_bundles_markdown, format_json, format_markdown, format_summary, format_table,
     live_parity, official_rerun, precision_check,
 )
 from ugatit_paddle.parity.checks import compare_weights, trajectory_rows
-from ugatit_paddle.parity.official_torch import OfficialTraining, Recipe
+from ugatit_paddle.parity.official_torch import OfficialTraining
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_SRC = os.environ.get("UGATIT_TORCH_SRC") or os.environ.get("UGATIT_OFFICIAL_SRC")
@@ -30,11 +28,12 @@ needs_official = pytest.mark.skipif(not TORCH_SRC, reason="opt-in: set UGATIT_TO
 
 
 # ------------------------------------------------------------------------------------------ limits and rows
-def test_one_table_of_limits_per_dtype_each_with_its_readme_rule():
+def test_one_table_of_limits_per_dtype_each_with_its_rule_and_calibration():
     f32, f64 = LIMITS["float32"], LIMITS["float64"]
     for limits in (f32, f64):
+        assert "measured" in limits.calibration
         for limit in (limits.eval, limits.loss, limits.eval_after, limits.weights or limits.weights_per_lr_step):
-            assert "shared/fixtures/official/README.md" in limit.rule and limits.dtype in limit.rule
+            assert f"{limits.dtype}, measured" in limit.rule
     assert (f32.eval.value, f32.loss.value, f32.eval_after.value, f32.weight_limit(1e-4, 3)) == (1e-4, 1e-4, 2e-2,
                                                                                                 4 * 1e-4 * 3)
     assert (f64.eval.value, f64.loss.value, f64.eval_after.value, f64.weight_limit(1e-4, 3)) == (1e-9, 1e-9, 1e-5, 1e-7)
@@ -115,10 +114,10 @@ def test_live_mode_explains_what_it_needs(tmp_path, run_tool):
     assert run.returncode == 2 and "live parity needs PyTorch" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_steps_beyond_the_recording_are_refused(shared_bundle, run_tool):
-    bundle = shared_bundle("official", "light_96_ch6_b2_f64")
-    run = run_tool("parity", "--bundle", str(bundle), "--steps", "5")
-    assert run.returncode == 2 and "--steps must be 0..4" in run.stderr
+def test_steps_beyond_the_recording_are_refused(run_tool):
+    bundle = ROOT / "tests" / "fixtures" / "light_32_ch2_b2_f64"
+    run = run_tool("parity", "--bundle", str(bundle), "--steps", "4")
+    assert run.returncode == 2 and "--steps must be 0..3" in run.stderr
 
 
 @pytest.mark.parametrize("bundle", ["tf/full_64_ch8", "tf/light_96_ch8", "paddlegan/light_96_ch8"])
@@ -165,39 +164,6 @@ def test_live_float64_training_beside_the_official_code(tmp_path, light, img_siz
     report = live_parity(ckpt, TORCH_SRC, img_size=img_size, steps=2, float64=True, batch=batch)
     assert report.dtype == "float64" and report.ok, format_table(report.rows, report.notes)
     assert [r.check for r in report.rows].count("eval@2") == 18 and report.notes == []
-
-
-def _record_float64_bundle(folder: Path, img_size: int, ch: int, n_res: int, light: bool, batch: int,
-                           steps: int) -> Path:
-    """A parity bundle in the fixtures' format, recorded with the official networks and iteration in float64."""
-    folder.mkdir()
-    official = OfficialTraining(TORCH_SRC, img_size, ch, n_res, light, dtype="float64", seed=11)
-    rng = np.random.default_rng(11)
-    real_A, real_B = (rng.uniform(-1, 1, (batch, 3, img_size, img_size)) for _ in range(2))
-    np.savez(folder / "batch.npz", real_A=real_A, real_B=real_B)
-    save_torch({n: OrderedDict(s) for n, s in official.state_dicts().items()}, folder / "init_params.pt")
-    np.savez(folder / "eval_outputs_init.npz", **official.eval_outputs(real_A))
-    losses = [official.step(real_A, real_B) for _ in range(steps)]
-    save_torch({n: OrderedDict(s) for n, s in official.state_dicts().items()}, folder / "after_steps_params.pt")
-    np.savez(folder / "eval_outputs_after_steps.npz", **official.eval_outputs(real_A))
-    recipe = Recipe()
-    reference = {"img_size": img_size, "ch": ch, "n_res": n_res, "light": light, "batch": batch, "steps": steps,
-                 "lr": recipe.lr, "weight_decay": recipe.weight_decay, "beta1": recipe.beta1, "beta2": recipe.beta2,
-                 "adv_weight": 1, "cycle_weight": 10, "identity_weight": 10, "cam_weight": 1000, "dtype": "float64",
-                 "losses": [{"D": d, "G": g} for d, g in losses]}
-    (folder / "reference.json").write_text(json.dumps(reference))
-    return folder
-
-
-@needs_official
-def test_a_float64_bundle_of_another_size_passes(tmp_path, run_tool):
-    """Nothing depends on the shared bundles' names or sizes: a full float64 bundle recorded here passes."""
-    pytest.importorskip("torch")
-    bundle = _record_float64_bundle(tmp_path / "full_104_ch3_b2", 104, 3, 1, False, 2, 2)
-    run = run_tool("parity", "--bundle", str(bundle), "--steps", "2", "--json")
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout)
-    assert result["dtype"] == "float64" and result["failed"] == 0 and result["passed"] == 18 + 4 + 1 + 18
 
 
 @needs_official

@@ -1,8 +1,9 @@
-"""parity/bundles.py on the recorded parity bundles (../shared/fixtures/official): agreement with the official
-PyTorch code, each bundle in its own dtype (float64 bundles are converted, built and trained in float64) and held
-to the limits of that folder's README for that dtype.
+"""parity/bundles.py on the parity bundles recorded from the official PyTorch code: the repository's own
+(tests/fixtures, recorded with tools/record_bundle.py, float64, always run) and, as extra checks when present,
+those of ../shared/fixtures/official. Each bundle is checked in its own dtype (float64 bundles are converted,
+built and trained in float64) against the limits of parity/checks.py for that dtype.
 
-These tests skip when the bundles are absent (a user's clone). They never need PyTorch.
+These tests never need PyTorch.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import json
 from pathlib import Path
 
 import paddle
+import pytest
 
 from ugatit_paddle.formats.official import from_official
 from ugatit_paddle.formats.torch_pickle import load_torch
 from ugatit_paddle.parity import LIMITS, Report, bundle_parity, format_table
+from ugatit_paddle.parity.bundles import Bundle
 from ugatit_paddle.parity.bundles import project_trainer
 from ugatit_paddle.parity.official_torch import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 _REPORTS: dict[Path, Report] = {}
 
 
@@ -78,10 +82,39 @@ def test_parity_tool_json_where_torch_cannot_be_imported(golden_bundle, tmp_path
     assert set(result["rows"][0]) == {"check", "network", "output", "max_abs", "value", "limit", "ok"}
 
 
-def test_float64_path_computes_in_float64(shared_bundle):
+def test_the_repository_holds_float64_light_and_full_bundles_that_describe_themselves():
+    """A fresh clone checks the whole float64 trajectory of a light and a full model (never skipped): each bundle
+    names its recording (torch, the official commit, the command) and carries the limits it is checked with."""
+    bundles = [Bundle.open(p) for p in sorted(FIXTURES.iterdir()) if p.is_dir()]
+    assert {(b.light, b.dtype) for b in bundles} >= {(True, "float64"), (False, "float64")}
+    for b in bundles:
+        ref = b.reference
+        assert ref["steps"] >= 2 and ref["torch"] and len(ref["official_commit"]) == 40
+        assert ref["command"].startswith("ugatit-record-bundle --torch-src ")
+        assert set(ref["limits"]) == set(LIMITS[b.dtype].to_dict()) and ref["limits"]["calibration"]
+        assert b.limits_notes() == []  # recorded with the limit values it is checked with
+        assert ref["official_rerun"]["rows_ok"].split("/")[0] == ref["official_rerun"]["rows_ok"].split("/")[1]
+    size = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
+    assert size < 1.6e6, f"tests/fixtures holds {size / 1e6:.2f} MB; keep the repository's bundles small"
+
+
+def test_a_bundle_whose_weights_disagree_with_its_reference_is_refused(tmp_path):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    for f in (FIXTURES / "full_32_ch2_f64").iterdir():
+        (bundle / f.name).write_bytes(f.read_bytes())
+    ref = _reference(bundle)
+    (bundle / "reference.json").write_text(json.dumps({**ref, "global_layers": ref["global_layers"] + 1}))
+    with pytest.raises(ValueError, match="reference.json says"):
+        bundle_parity(bundle)
+    (bundle / "reference.json").write_text(json.dumps({**ref, "limits": {**ref["limits"], "loss": {"value": 1.0}}}))
+    assert any("other limits for loss" in n for n in bundle_parity(bundle).notes)
+
+
+def test_float64_path_computes_in_float64():
     """The float64 bundle run in float32 arithmetic misses the float64 limits, so passing them takes float64."""
-    bundle = shared_bundle("official", "full_112_ch4_f64")
-    args, states, _ = from_official(load_torch(bundle / "init_params.pt"), img_size=112)
+    bundle = FIXTURES / "full_32_ch2_f64"
+    args, states, _ = from_official(load_torch(bundle / "init_params.pt"), img_size=32)
     trainer = project_trainer(args, states, Recipe(), 1, 3, "float64", "init_params.pt")
     assert {v.dtype for net in trainer.nets.values() for v in net.state_dict().values()} == {paddle.float64}
     assert {str(v.dtype) for v in states["disGA"].values()} == {"float64"}  # u/v too

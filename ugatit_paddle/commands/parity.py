@@ -1,13 +1,14 @@
 """Prove numerical agreement with the official UGATIT-pytorch code.
 
-Bundle mode (no PyTorch needed): a parity bundle recorded from the official code, checked in the bundle's
-dtype (reference.json "dtype"; float64 bundles are converted, built and trained in float64) against the
-limits of shared/fixtures/official/README.md for that dtype
-    python tools/parity.py --bundle ../shared/fixtures/official/full_112_ch4_f64 --steps 3 [--json | --markdown]
+Bundle mode (no PyTorch needed): a parity bundle recorded from the official code (tools/record_bundle.py),
+checked in the bundle's dtype (reference.json "dtype"; float64 bundles are converted, built and trained in
+float64) against the limits of ugatit_paddle/parity/checks.py for that dtype; the repository's bundles:
+    python tools/parity.py --bundle tests/fixtures/full_32_ch2_f64 --steps 3 [--json | --markdown]
 Bundles recorded with the official TensorFlow code or PaddleGAN's code (recognised by their files; eval outputs
 against the limits of their READMEs):
     python tools/parity.py --bundle ../shared/fixtures/tf/full_64_ch8
-The README's table: every bundle with all its recorded steps, one Markdown row each
+The README's tables: every bundle with all its recorded steps, one Markdown row each
+    python tools/parity.py --bundles tests/fixtures/*/
     python tools/parity.py --bundles ../shared/fixtures/*/*/
 Live mode (needs torch and a clone of UGATIT-pytorch): the official code beside ours on your checkpoint;
 --steps K runs K training iterations of both on one batch (from --images, else random), --float64 in float64

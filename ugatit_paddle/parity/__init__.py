@@ -1,8 +1,10 @@
 """Numerical agreement with the official PyTorch code.
 
-* `checks` -- `Row`, the limits per dtype (`LIMITS`, each with its README rule), comparisons, `Report` and its
-  table / Markdown / JSON forms;
-* `bundles` -- checks against parity bundles recorded from the official code (no torch needed);
+* `checks` -- `Row`, the limits per dtype (`LIMITS`, each with its rule and calibration), comparisons, `Report` and
+  its table / Markdown / JSON forms;
+* `bundles` -- checks against parity bundles recorded from the official code (no torch needed; the repository's
+  are in tests/fixtures);
+* `record` -- recording such a bundle by running the official code (needs torch and a clone);
 * `foreign` -- bundles recorded with the official TensorFlow code and PaddleGAN; `check_bundle` for any bundle;
 * `live` -- the official code beside ours on a user's checkpoint, and the float32 precision check;
 * `official_torch` -- the official PyTorch training iteration (the one reference every comparison uses);

@@ -1,5 +1,5 @@
-"""Checks against a parity bundle recorded from the unmodified official code (format:
-`shared/fixtures/official/README.md`).
+"""Checks against a parity bundle recorded from the unmodified official code (the layout `record.record_bundle`
+writes, described in tests/fixtures/README.md; the repository's bundles live there).
 
 `bundle_parity` converts the bundle's initial weights, compares the eval outputs of the six networks, and
 with `steps` runs that many training iterations of `UGATIT` on the bundle's batch: the D and G loss of
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import paddle
 
-from ..config import config_from_dict
+from ..config import ModelConfig, config_from_dict
 from ..formats import checkpoint
 from ..formats.official import from_official, infer_model_args
 from ..formats.torch_pickle import load_torch
@@ -75,6 +75,26 @@ class Bundle:
 
     def npz(self, name: str) -> Any:
         return np.load(self.path / name)
+
+    def check_architecture(self, args: ModelConfig) -> None:
+        """ValueError when the weights' architecture (`args`, inferred from init_params.pt) is not the one
+        reference.json names (the discriminator depths only where it names them: older bundles do not)."""
+        names = ("ch", "n_res", "light", "global_layers", "local_layers")
+        recorded = {k: self.reference[k] for k in names if k in self.reference}
+        found = {k: getattr(args, k) for k in recorded}
+        if found != recorded:
+            raise ValueError(f"{self.path}: the weights say {found}, reference.json says {recorded}")
+
+    def limits_notes(self) -> list[str]:
+        """A note when reference.json recorded other limits than the ones this version checks with."""
+        recorded = self.reference.get("limits")
+        if recorded is None:
+            return []
+        current = self.limits.to_dict()
+        changed = [k for k in current if isinstance(current[k], dict) and recorded.get(k, {}).get("value")
+                   != current[k]["value"]]
+        return [f"reference.json recorded other limits for {', '.join(changed)}; checked with this version's "
+                f"(parity/checks.py)"] if changed else []
 
     def check_steps(self, steps: int) -> None:
         if not 0 <= steps <= self.steps:
@@ -148,14 +168,13 @@ def bundle_parity(bundle: str | Path, steps: int = 0, dtype: str | None = None) 
     dtype = dtype or b.dtype
     ref, limits = b.reference, b.limits
     args, states = _converted(b.path / "init_params.pt", int(ref["img_size"]))
-    if (args.ch, args.n_res, args.light) != (ref["ch"], ref["n_res"], ref["light"]):
-        raise ValueError(f"{b.path}: the weights say {args}, reference.json says ch={ref['ch']} n_res={ref['n_res']} "
-                         f"light={ref['light']}")
+    b.check_architecture(args)
     real_A, real_B = b.batch()
     trainer = project_trainer(args, states, Recipe.from_mapping(ref), int(ref["batch"]), b.steps, dtype,
                               str(b.path / "init_params.pt"))
     rows = compare_eval("eval@init", trainer.nets, real_A, b.npz("eval_outputs_init.npz"), limits.eval.value)
     report = Report(rows, bundle=str(b.path), dtype=b.dtype, steps=steps, notes=_notes(b, steps))
+    report.notes += b.limits_notes()
     if dtype != b.dtype:
         report.notes.append(f"computed in {dtype}, judged by the {b.dtype} limits of the bundle")
     if steps == 0:

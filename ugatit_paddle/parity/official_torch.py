@@ -166,6 +166,11 @@ class OfficialTraining:
             n[name].apply(self.rho_clipper)
         return float(D_loss.item()), float(G_loss.item())
 
+    def save(self, path: str | Path) -> None:
+        """The six networks' state dicts in one file, as the official `UGATIT.save()` writes them (torch.save of
+        `{network: state_dict}`; spectral-norm layers keep `weight_orig`, `weight_u`, `weight_v`)."""
+        self.torch.save({name: net.state_dict() for name, net in self.nets.items()}, str(path))
+
     def state_dicts(self) -> dict[str, dict[str, np.ndarray]]:
         """Every network's official state dict as numpy (torch layout; spectral-norm u/v included)."""
         return {name: {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
