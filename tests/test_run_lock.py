@@ -48,6 +48,17 @@ BARE_HOLDER = textwrap.dedent("""
     print("locked", flush=True)
     time.sleep(120)
 """)
+FLOCK_FORKER = textwrap.dedent("""
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as earlier versions locked: shared with every forked child
+    child = os.fork()
+    if child == 0:
+        time.sleep(120)
+        os._exit(0)
+    print("locked", child, flush=True)
+    time.sleep(120)
+""")
 TRY = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
@@ -164,6 +175,30 @@ def test_released_on_errors_and_reusable(tmp_path):
         with pytest.raises(RunLockedError):  # a second lock in the same process is refused too
             RunLock(tmp_path / "out").acquire()
     assert not lock.held
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="Linux only")
+def test_holders_of_an_inherited_flock_are_the_processes_that_have_it_open(tmp_path):
+    """/proc/locks names the dead process that took an `flock`; the holders found are those still holding it."""
+    from ugatit_paddle.training.run_lock import _lock_holders
+
+    lock_file = tmp_path / LOCK_FILE
+    forker = subprocess.Popen([sys.executable, "-c", FLOCK_FORKER, str(lock_file)], stdout=subprocess.PIPE, text=True)
+    word, child = forker.stdout.readline().split()
+    children = processes.descendants(forker.pid)
+    try:
+        assert word == "locked"
+        forker.send_signal(signal.SIGKILL)
+        forker.wait(timeout=30)
+        fd = os.open(lock_file, os.O_RDONLY)
+        try:
+            holders = _lock_holders(fd)
+        finally:
+            os.close(fd)
+        assert [h.pid for h in holders] == [int(child)]
+        assert holders[0].command.startswith(f"{sys.executable} -c import fcntl")
+    finally:
+        processes.kill(children)
 
 
 WORKERS = ("-o", "data.num_workers=2", "-o", "train.save_every=1")  # 2 worker processes per domain

@@ -53,7 +53,6 @@ def test_worker_ends_when_its_parent_is_killed(platform):
 
 def test_worker_whose_parent_already_ended_ends_at_once():
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    late = subprocess.run([sys.executable, "-c", f"{IMPORT}\nworkers.end_with_parent({int(dead.stdout)})\n"
-                           "print('still running')"],
-                          capture_output=True, text=True, timeout=60)
+    code = f"{IMPORT}\nworkers.end_with_parent({int(dead.stdout)})\nprint('still running')"
+    late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert late.returncode == -signal.SIGKILL and "still running" not in late.stdout

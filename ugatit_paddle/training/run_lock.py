@@ -89,12 +89,14 @@ def _refusal(output_dir: Path, holder: LockInfo, holders: list[LockHolder] | Non
     other = "or choose another output_dir (-o output_dir=...)"
     local = holder.hostname in ("", socket.gethostname())
     if holders:
-        named = holder.pid is not None and local and any(h.pid == holder.pid for h in holders)
-        if not named:
-            pids = " ".join(str(h.pid) for h in holders)
+        pids = " ".join(str(h.pid) for h in holders)
+        if holder.pid is None:  # the file names nobody (e.g. still being written): the holders are the run
+            return (f"output_dir '{output_dir}' is in use by another run: {', '.join(h.describe() for h in holders)}"
+                    f"; wait for it to finish, stop it (kill {pids}), {other}")
+        if not (local and any(h.pid == holder.pid for h in holders)):
             return (f"output_dir '{output_dir}' is locked by {', '.join(h.describe() for h in holders)}, not by the "
-                    f"run named in its lock file ({holder.describe()}), which no longer holds it: they are probably "
-                    f"left over from that run (e.g. its data-loader workers); stop them (kill {pids}), {other}")
+                    f"run named in its lock file ({holder.describe()}), which no longer holds it; stop them (kill "
+                    f"{pids}) if they are left over from that run, {other}")
     elif holder.pid is not None and local and not _alive(holder.pid):
         return (f"output_dir '{output_dir}' is locked by a process that could not be identified; the run named in "
                 f"its lock file ({holder.describe()}) is no longer running: stop any process left over from it, "
@@ -108,9 +110,8 @@ def _alive(pid: int) -> bool:
     """Whether process `pid` of this machine is running (assumed true where that cannot be asked safely)."""
     if os.name == "nt":  # os.kill would terminate it
         return True
-    with contextlib.suppress(OSError, IndexError):
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # a zombie: dead, not yet reaped
+    with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # a zombie: dead, not yet reaped
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -218,7 +219,7 @@ def _file_id(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-_HELD: dict[tuple[int, int], "RunLock"] = {}  # the lock files this process holds, by device and inode
+_HELD: dict[tuple[int, int], RunLock] = {}  # the lock files this process holds, by device and inode
 _HELD_GUARD = threading.Lock()
 
 
