@@ -163,7 +163,7 @@ async def _kill_and_restart(tmp_path: Path, data_root: Path) -> dict:
     result = {"nb": nb, "straight": straight, "killed": killed}
     async with client.async_setup_kernel():
         await client.async_execute_cell(nb.cells[0], 0)
-        kernel = int(_text(nb.cells[0]).split()[-1])
+        kernel = result["kernel"] = int(_text(nb.cells[0]).split()[-1])
         task = asyncio.ensure_future(client.async_execute_cell(nb.cells[1], 1))
         marker = checkpoint.checkpoint_path(killed, 2)
         deadline = time.time() + 90
@@ -198,6 +198,7 @@ def test_a_killed_kernel_leaves_no_worker_and_a_restarted_kernel_resumes(tmp_pat
 
     resumed = result["nb"].cells[2]
     assert not _errors(resumed), _errors(resumed)  # the folder is not locked by the dead kernel's workers
+    assert f"took over the lock of process {result['kernel']}" in _text(resumed)
     final = result["killed"] / "checkpoints" / f"iter_{KILLED_ITERATIONS:07d}.pdparams"
     assert f"at iteration {stopped_at}" in _text(resumed) and f"final {final} {KILLED_ITERATIONS}" in _text(resumed)
     a = _weights(checkpoint.latest_checkpoint(result["straight"]))
