@@ -239,17 +239,15 @@ def test_sigkill_of_the_main_process_frees_the_folder_and_leaves_no_worker(tmp_p
     """`kill -9` of a training run's main process alone (as the out-of-memory killer does): its data-loader
     workers end within 10 s, `--resume` in the same folder is accepted at once and continues exactly."""
     n = 8
-    straight = subprocess.run(small_train(tmp_path / "straight", data_root, n, *WORKERS), capture_output=True,
-                              text=True)
-    assert straight.returncode == 0, straight.stderr[-2000:]
-
+    straight = subprocess.Popen(small_train(tmp_path / "straight", data_root, n, *WORKERS),  # meanwhile
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     out = tmp_path / "killed"
     run = subprocess.Popen(small_train(out, data_root, n, *WORKERS), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    wait_for(checkpoint.checkpoint_path(out, 2), run)
-    workers = processes.descendants(run.pid)
-    resumed = None
+    workers, resumed = [], None
     try:
+        wait_for(checkpoint.checkpoint_path(out, 2), run)
+        workers = processes.descendants(run.pid)
         assert len(workers) >= 4, workers  # 2 domains x 2 workers, else this test means nothing
         run.send_signal(signal.SIGKILL)
         run.communicate(timeout=30)
@@ -262,11 +260,14 @@ def test_sigkill_of_the_main_process_frees_the_folder_and_leaves_no_worker(tmp_p
         left = processes.wait_until_ended(workers, 10 - (time.time() - killed))
         assert not left, f"still running 10 s after the kill: {left}"
         stdout, stderr = resumed.communicate(timeout=300)
+        straight_err = straight.communicate(timeout=300)[1]
+        assert straight.returncode == 0, straight_err[-2000:]
     finally:
         processes.kill(workers)
-        if resumed is not None and resumed.poll() is None:
-            resumed.kill()
-            resumed.communicate()
+        for proc in (run, straight, resumed):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert resumed.returncode == 0, stderr[-2000:]  # not refused: the lock was free when it started
     assert f"took over the lock of process {run.pid}" in stdout + stderr
     assert "resumed from" in stdout and f"at iteration {stopped_at}" in stdout
