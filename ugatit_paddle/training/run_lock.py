@@ -248,8 +248,10 @@ class RunLock:
                 self._refuse_if_held_here()
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
                 if not _try_lock(fd):
-                    info, holders = _read_info(fd), _lock_holders(fd)
-                    os.close(fd)
+                    try:
+                        info, holders = _read_info(fd), _lock_holders(fd)
+                    finally:
+                        os.close(fd)  # this process holds no lock on the file: closing drops nothing
                     raise RunLockedError(self.output_dir, info, holders)
                 # The holder before us may have deleted the file between our open and our lock: then we hold the
                 # lock of a file nobody else can see. Start over until the locked file is the one on disk.
