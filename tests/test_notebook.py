@@ -1,12 +1,17 @@
 """Training from a real Jupyter kernel (nbclient + ipykernel), as on AI Studio: the Python API trains, a kernel
 interrupt during `train()` writes a checkpoint and returns with the kernel alive, `train(resume=True)` continues
-exactly, and the last sample sheet shows inline."""
+exactly, and the last sample sheet shows inline; a kernel that dies during training (SIGKILL of the kernel
+process alone, as the out-of-memory killer does) leaves no data-loader worker behind, and a restarted kernel
+resumes in the same folder."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import base64
+import contextlib
+import os
+import signal
 import textwrap
 import time
 from pathlib import Path
@@ -14,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import processes
 from ugatit_paddle.formats import checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 MISSING = [m for m in ("nbclient", "nbformat", "ipykernel") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"{', '.join(MISSING)} not installed "
                                                       f"(pip install nbclient ipykernel)")
@@ -125,3 +130,76 @@ def test_train_interrupt_resume_and_show_samples_in_a_kernel(tmp_path, data_root
     assert len(images) == 1
     png = base64.b64decode(images[0]["data"]["image/png"])
     assert png.startswith(b"\x89PNG") and png == sorted((result["interrupted"] / "samples").glob("A2B_*.png"))[-1].read_bytes()
+
+
+KILLED_ITERATIONS = 8
+
+
+async def _kill_and_restart(tmp_path: Path, data_root: Path) -> dict:
+    import nbformat
+    from nbclient import NotebookClient
+
+    def config(out: Path) -> dict:  # 2 data-loader workers per domain, a checkpoint every iteration
+        cfg = _config(out, data_root)
+        cfg["data"]["num_workers"] = 2
+        cfg["train"].update(iterations=KILLED_ITERATIONS, save_every=1)
+        return cfg
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    setup = "import os, sys; from ugatit_paddle.training.loop import Trainer"
+    cells = [
+        _cell(f"{setup}\nprint(os.getpid())"),
+        _cell(f"Trainer.from_dict({config(killed)!r}).train()"),
+        _cell(f"""
+            {setup}
+            resumed = Trainer.from_dict({config(killed)!r})
+            print("final", resumed.train(resume=True), resumed.iteration)
+            Trainer.from_dict({config(straight)!r}).train()
+        """),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    result = {"nb": nb, "straight": straight, "killed": killed}
+    async with client.async_setup_kernel():
+        await client.async_execute_cell(nb.cells[0], 0)
+        kernel = result["kernel"] = int(_text(nb.cells[0]).split()[-1])
+        task = asyncio.ensure_future(client.async_execute_cell(nb.cells[1], 1))
+        marker = checkpoint.checkpoint_path(killed, 2)
+        deadline = time.time() + 90
+        while not marker.exists():
+            assert not task.done(), _errors(nb.cells[1]) or "the training cell ended before the kernel was killed"
+            assert time.time() < deadline, f"{marker} did not appear"
+            await asyncio.sleep(0.05)
+        workers = result["workers"] = processes.descendants(kernel)
+        try:
+            os.kill(kernel, signal.SIGKILL)  # the kernel alone, not its process group
+            killed_at = time.time()
+            result["left"] = processes.wait_until_ended(workers, 10)
+            result["left_after"] = time.time() - killed_at
+            result["stopped_at"] = checkpoint.list_checkpoints(killed)[-1][0]
+            with contextlib.suppress(Exception):  # the cell fails: its kernel died
+                await asyncio.wait_for(task, 30)
+            if result["left"]:
+                return result  # the test fails on these (a restart would kill the kernel's process group)
+            await client.km.restart_kernel(now=True)
+            await client.async_execute_cell(nb.cells[2], 2)
+        finally:
+            processes.kill(workers)
+    return result
+
+
+def test_a_killed_kernel_leaves_no_worker_and_a_restarted_kernel_resumes(tmp_path, data_root):
+    result = asyncio.run(_kill_and_restart(tmp_path, data_root))
+    assert len(result["workers"]) >= 4, result["workers"]  # 2 domains x 2 workers, else this means nothing
+    assert not result["left"], f"still running {result['left_after']:.1f} s after the kill: {result['left']}"
+    stopped_at = result["stopped_at"]
+    assert 2 <= stopped_at < KILLED_ITERATIONS
+
+    resumed = result["nb"].cells[2]
+    assert not _errors(resumed), _errors(resumed)  # the folder is not locked by the dead kernel's workers
+    assert f"took over the lock of process {result['kernel']}" in _text(resumed)
+    final = result["killed"] / "checkpoints" / f"iter_{KILLED_ITERATIONS:07d}.pdparams"
+    assert f"at iteration {stopped_at}" in _text(resumed) and f"final {final} {KILLED_ITERATIONS}" in _text(resumed)
+    a = _weights(checkpoint.latest_checkpoint(result["straight"]))
+    b = _weights(final)
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-6

@@ -1,5 +1,6 @@
 """Training and test data: image folders (`images`, whose public names are re-exported here) and datasets
-shipped as zip files (`archive`: safe extraction into a reused cache)."""
+shipped as zip files (`archive`: safe extraction into a reused cache), and the lifetime of DataLoader worker
+processes (`workers`: they end with the process that started them)."""
 
 from .images import (
     IMAGE_EXTENSIONS,

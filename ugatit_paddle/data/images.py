@@ -21,6 +21,7 @@ Unreadable images are skipped with a :class:`BadImageWarning` naming the file (o
 from __future__ import annotations
 
 import functools
+import os
 import random
 import struct
 import warnings
@@ -30,6 +31,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import paddle
 from PIL import Image
+
+from .workers import end_with_parent
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -377,8 +380,10 @@ class ImageFolderDataset(paddle.io.Dataset):
         return eval_transform(self._load_or_next(int(key)), self.img_size)
 
 
-def _seed_worker(seed: int, domain_id: int, rank: int, worker_id: int) -> None:
-    """DataLoader worker_init_fn: make any global RNG use in a worker deterministic."""
+def _init_worker(parent_pid: int, seed: int, domain_id: int, rank: int, worker_id: int) -> None:
+    """DataLoader worker_init_fn: end the worker with its parent (`workers.end_with_parent`), and make any
+    global RNG use in a worker deterministic."""
+    end_with_parent(parent_pid)
     state = int(np.random.SeedSequence([seed, domain_id, rank, worker_id]).generate_state(1)[0])
     random.seed(state)
     np.random.seed(state)
@@ -401,6 +406,8 @@ def build_train_loader(
 ) -> paddle.io.DataLoader:
     """Training batches of one domain: an iterable of float32 tensors [batch_size, 3, img, img].
 
+    The ``num_workers`` worker processes end when this process ends, however it ends (`workers`).
+
     Batch ``j`` of the loader is iteration ``start_iteration + j`` of the StreamBatchSampler;
     the stream is infinite unless ``stop_iteration`` is given.
     """
@@ -413,7 +420,7 @@ def build_train_loader(
         batch_sampler=sampler,
         num_workers=num_workers,
         use_shared_memory=use_shared_memory,
-        worker_init_fn=functools.partial(_seed_worker, seed, domain_id, rank),
+        worker_init_fn=functools.partial(_init_worker, os.getpid(), seed, domain_id, rank),
         return_list=True,
     )
 
