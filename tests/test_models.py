@@ -143,6 +143,38 @@ def test_spectral_norm_power_iteration_advances_only_in_train_mode():
     np.testing.assert_allclose(conv.weight.numpy().reshape(w.shape), w / sigma, rtol=1e-4, atol=1e-6)
 
 
+class _NumpyCount:
+    """Counts `Tensor.numpy()` and `Tensor.__array__` calls (device-to-host copies on a GPU) while installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        for name in ("numpy", "__array__"):
+            original = getattr(paddle.Tensor, name)
+            monkeypatch.setattr(paddle.Tensor, name, self._counting(original))
+
+    def _counting(self, original):
+        def wrapper(tensor, *args, **kwargs):
+            self.calls += 1
+            return original(tensor, *args, **kwargs)
+        return wrapper
+
+
+def test_train_forward_and_clip_rho_make_no_host_copies(monkeypatch):
+    """Paddle 2.6's `Tensor.set_value(tensor)` goes through numpy: the spectral-norm buffer updates and
+    `clip_rho` must not (on a GPU each would be a blocking round trip). Run with 2.6 and 3.x."""
+    d, g = Discriminator(ch=8, n_layers=5), Generator(ch=8, n_res=1, img_size=128, light=True)
+    x = paddle.uniform([1, 3, 128, 128], min=-1, max=1)
+    u0 = d.model[1].weight_u.clone()
+    count = _NumpyCount(monkeypatch)
+    d.train()
+    logits, _, _ = d(x)
+    (logits.mean() + g(x)[0].mean()).backward()
+    clip_rho(g)
+    assert count.calls == 0
+    monkeypatch.undo()
+    assert not np.array_equal(d.model[1].weight_u.numpy(), u0.numpy())  # the buffer was updated in place
+
+
 def test_reflection_pad_refuses_padding_as_large_as_a_side():
     with pytest.raises(ValueError, match="sides larger than 3"):
         ReflectionPad2d(3)(paddle.zeros([1, 1, 3, 8]))

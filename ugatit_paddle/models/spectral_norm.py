@@ -63,7 +63,7 @@ class SpectralNorm:
 
     def __call__(self, layer: nn.Layer, inputs: object) -> None:
         # In float32 also under `train.amp`: auto_cast would run the power iteration's products in float16 (8.4M
-        # weights cast at every forward) and hand the float32 buffers float16 values, which `set_value` refuses.
+        # weights cast at every forward) and hand the float32 buffers float16 values.
         with paddle.amp.auto_cast(enable=False):
             self._normalise(layer, inputs)
 
@@ -73,9 +73,11 @@ class SpectralNorm:
         with paddle.no_grad():
             mat = self.matrix(weight)
             if layer.training:
-                v.set_value(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS))
+                # `assign(..., output=)` writes the buffer on its device; Paddle 2.6's `set_value` goes through
+                # numpy (a blocking download and upload per call, ~200 per iteration on a GPU)
+                paddle.assign(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS), output=v)
                 mat_v = paddle.matmul(mat, v)
-                u.set_value(F.normalize(mat_v, axis=0, epsilon=EPS))
+                paddle.assign(F.normalize(mat_v, axis=0, epsilon=EPS), output=u)
                 u, v = u.clone(), v.clone()
             else:
                 mat_v = paddle.matmul(mat, v)
