@@ -39,6 +39,7 @@ from ..models import DISCRIMINATORS, GENERATORS, build_networks, clip_rho
 from . import losses
 from .losses import NonFiniteLossError
 from .amp import AmpStep, OverflowSkips, autocast
+from .determinism import configure_gpu_kernels
 
 
 class AmpUnavailableError(ConfigError):
@@ -82,6 +83,7 @@ class UGATIT:
             raise AmpUnavailableError("train.amp_dtype=bfloat16 needs a GPU with bfloat16 kernels (compute capability "
                                       "8.0 and up, e.g. A100); use train.amp_dtype=float16")
         self.world_size = world_size
+        configure_gpu_kernels(cfg.train.deterministic)  # cuDNN autotuning, or deterministic kernels
         self.dtype = "float64" if cfg.train.float64 else "float32"  # of the weights and of what they compute
         paddle.seed(cfg.train.seed)
         default_dtype = paddle.get_default_dtype()
