@@ -217,10 +217,12 @@ class UGATIT:
             payload["grad_scalers"] = {"G": self.G_amp.state_dict(), "D": self.D_amp.state_dict()}
         return payload
 
-    def load_state(self, payload: Mapping[str, Any], path: str = "checkpoint") -> None:
+    def load_state(self, payload: Mapping[str, Any], path: str = "checkpoint", networks: bool = True) -> None:
         """Restore a training checkpoint (networks, optimisers, schedule, iteration); weights-only files
-        (converted official checkpoints) restore the networks and start at iteration 0."""
-        checkpoint.load_networks(self.nets, payload, path)
+        (converted official checkpoints) restore the networks and start at iteration 0. `networks=False`: all
+        but the networks (a data-parallel resume, where they come from rank 0)."""
+        if networks:
+            checkpoint.load_networks(self.nets, payload, path)
         if "optimizers" in payload:
             self.G_optim.set_state_dict(payload["optimizers"]["G"])
             self.D_optim.set_state_dict(payload["optimizers"]["D"])
