@@ -7,11 +7,12 @@ stops only after `train.amp_max_skipped` steps of one optimiser in a row were sk
 it is diverging, not overflowing.
 
 The initial scale is 2^7 (Paddle's default is 2^15): the generator's CAM term is `cam_weight` (1000) times a
-binary cross-entropy averaged over [N, 1] logits, so its gradient on a logit is up to 1000 / N; scaled by
-2^15 that is 3.3e7 for N = 1, far beyond float16's 65504, and every step from the first would overflow
-(the scaler needs ~16 skipped steps to come down). 2^7 * 1000 = 128000 is still above, 2^6 below; 2^7 lets the
-first step through where the logit errors are about 0.5 (the initial sigmoid), and the dynamic scaler then
-finds its own level (it grows by 2 after 1000 clean steps). bfloat16 (`train.amp_dtype: bfloat16`; A100 and
+binary cross-entropy averaged over the [N, 2] CAM logits, so its gradient on a logit is
+1000 * (sigmoid - target) / (2N), up to 500 / N (about 250 / N at the start, where sigmoid is near 0.5). Scaled
+by 2^15 that is 8e6 at the start for N = 1, far beyond float16's 65504: every step from the first would overflow
+until the scaler has come down (it halves every 2nd overflow). 2^7 * 500 = 64000 fits whatever the logits;
+larger gradients deeper in the network are the dynamic scaler's to handle (it grows by 2 after 1000 clean
+steps). Not measured on a GPU. bfloat16 (`train.amp_dtype: bfloat16`; A100 and
 newer) has float32's exponent range: no loss scaling, only the overflow policy.
 """
 
