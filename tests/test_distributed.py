@@ -92,3 +92,78 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root, ti
     resumed = _train(tiny_config, tmp_path, data_root, "dp", processes=1, batch=2, iterations=3, resume=True)
     assert "resumed from" in resumed.stdout
     assert [i for i, _ in checkpoint.list_checkpoints(out)][-1] == 3
+
+
+_AUDIT_OPENS = '''
+import os, sys
+def _hook(event, args, log=os.environ["UGATIT_TEST_OPEN_LOG"], rank=os.environ.get("PADDLE_TRAINER_ID", "-")):
+    if event == "open" and isinstance(args[0], str) and args[0].endswith(".pdparams") and "checkpoints" in args[0]:
+        with open(log, "a") as f:
+            f.write(f"{rank} {args[0]}\\n")
+sys.addaudithook(_hook)
+'''
+
+
+def _launch(tmp_path: Path, name: str, config: dict, *extra: str, env_extra: dict[str, str] | None = None
+            ) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """tools/train.py through paddle.distributed.launch with 2 processes; returns the run and each worker's log."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    logs = tmp_path / f"{name}_logs"
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs),
+               str(ROOT / "tools" / "train.py"), "-c", str(path), *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_selected"))}
+    env.update(OMP_NUM_THREADS="1", **(env_extra or {}))
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    return run, [p.read_text(errors="replace") for p in sorted(logs.glob("workerlog.*"))]
+
+
+def test_resume_on_two_processes_reads_the_checkpoint_on_rank_0_only(tmp_path, data_root, tiny_config):
+    """Rank 0 reads the checkpoint and sends it to rank 1 (networks straight into its weights, the optimiser
+    state array by array): rank 1 never opens the file, and the resumed 2-process run continues as the resumed
+    1-process batch-2 run does (float64: equal to 1e-5; a wrong optimiser state on rank 1 would make its
+    weights, hence the averaged gradients of the next iteration, differ)."""
+    _train(tiny_config, tmp_path, data_root, "single", processes=1, batch=2, iterations=2, train={"float64": True})
+    start = checkpoint.checkpoint_path(tmp_path / "single" / "out", 2)
+    # the reference: 1 process, batch 2, resumed from the same file
+    ref_cfg = tiny_config(tmp_path / "ref2", data={"root": str(data_root)},
+                          train={"iterations": 4, "batch_size": 2, "save_every": 100, "sample_every": 100,
+                                 "float64": True})
+    (tmp_path / "ref2.yaml").write_text(yaml.safe_dump(ref_cfg))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_selected"))}
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "-c", str(tmp_path / "ref2.yaml"),
+                           "--resume", str(start)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_AUDIT_OPENS)
+    opens = tmp_path / "opens.log"
+    cfg = tiny_config(tmp_path / "dp", data={"root": str(data_root)},
+                      train={"iterations": 4, "batch_size": 1, "save_every": 100, "sample_every": 100,
+                             "float64": True})
+    run, logs = _launch(tmp_path, "dp", cfg, "--resume", str(start),
+                        env_extra={"UGATIT_TEST_OPEN_LOG": str(opens),
+                                   "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])})
+    assert run.returncode == 0, run.stderr[-3000:] + "".join(log[-3000:] for log in logs)
+    assert "resumed from" in logs[0] and "at iteration 2" in logs[0]
+    readers = {line.split()[0] for line in opens.read_text().splitlines() if line.split()[1] == str(start)}
+    assert readers == {"0"}
+    (w1, m1), (w2, m2) = _state(tmp_path / "ref2" / "out", 4), _state(tmp_path / "dp" / "out", 4)
+    assert w1.keys() == w2.keys() and m1.keys() == m2.keys()
+    assert max(float(np.abs(w1[k] - w2[k]).max()) for k in w1) <= 1e-5
+    assert max(float(np.abs(m1[k] - m2[k]).max()) for k in m1) <= 1e-9
+
+
+def test_busy_output_dir_stops_every_process_with_the_same_message(tmp_path, data_root, tiny_config):
+    """Only rank 0 takes the run lock; when it is refused, rank 1 stops at once with the same message instead of
+    waiting in a collective until the launcher kills it."""
+    from ugatit_paddle.training.run_lock import run_lock
+
+    cfg = tiny_config(tmp_path / "busy", data={"root": str(data_root)}, train={"iterations": 2})
+    with run_lock(cfg["output_dir"]):  # held by this (live) test process
+        run, logs = _launch(tmp_path, "busy", cfg)
+    assert run.returncode != 0 and len(logs) == 2
+    messages = [[line for line in log.splitlines() if line.startswith("error:")] for log in logs]
+    assert all(len(m) == 1 and "is in use by another run" in m[0] for m in messages), logs
+    assert messages[0] == messages[1]

@@ -12,7 +12,8 @@ from ugatit_paddle.config import ModelConfig
 from ugatit_paddle.models import (
     Discriminator, Generator, build_networks, check_model_config, clip_rho, output_size, smallest_img_size,
 )
-from ugatit_paddle.models.layers import ReflectionPad2d, conv2d
+from ugatit_paddle.models import spectral_norm as spectral_norm_module
+from ugatit_paddle.models.layers import ReflectionPad2d, conv2d, linear, linear_in_float32
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
 from ugatit_paddle.models.spectral_norm import spectral_norm
 
@@ -141,6 +142,64 @@ def test_spectral_norm_power_iteration_advances_only_in_train_mode():
     np.testing.assert_allclose(u1, u_expected, atol=1e-5)
     sigma = u1 @ w @ v1
     np.testing.assert_allclose(conv.weight.numpy().reshape(w.shape), w / sigma, rtol=1e-4, atol=1e-6)
+
+
+class _NumpyCount:
+    """Counts `Tensor.numpy()` and `Tensor.__array__` calls (device-to-host copies on a GPU) while installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        for name in ("numpy", "__array__"):
+            original = getattr(paddle.Tensor, name)
+            monkeypatch.setattr(paddle.Tensor, name, self._counting(original))
+
+    def _counting(self, original):
+        def wrapper(tensor, *args, **kwargs):
+            self.calls += 1
+            return original(tensor, *args, **kwargs)
+        return wrapper
+
+
+def test_train_forward_and_clip_rho_make_no_host_copies(monkeypatch):
+    """Paddle 2.6's `Tensor.set_value(tensor)` goes through numpy: the spectral-norm buffer updates and
+    `clip_rho` must not (on a GPU each would be a blocking round trip). Run with 2.6 and 3.x."""
+    d, g = Discriminator(ch=8, n_layers=5), Generator(ch=8, n_res=1, img_size=128, light=True)
+    x = paddle.uniform([1, 3, 128, 128], min=-1, max=1)
+    u0 = d.model[1].weight_u.clone()
+    count = _NumpyCount(monkeypatch)
+    d.train()
+    logits, _, _ = d(x)
+    (logits.mean() + g(x)[0].mean()).backward()
+    clip_rho(g)
+    assert count.calls == 0
+    monkeypatch.undo()
+    assert not np.array_equal(d.model[1].weight_u.numpy(), u0.numpy())  # the buffer was updated in place
+
+
+def test_under_amp_spectral_norm_divides_the_weight_before_the_convolution(monkeypatch):
+    """In float16 conv(x, weight_orig) can overflow before the division by sigma: under auto_cast (faked here,
+    it is a no-op on a CPU) the hook hands every layer the normalised weight; the output is the same function."""
+    paddle.seed(0)
+    conv = spectral_norm(conv2d(64, 128, 4, stride=1, bias=True))
+    conv.eval()
+    x = paddle.uniform([2, 64, 5, 5], min=-1, max=1)
+    scaled = conv(x)
+    assert conv.scaled_weight is not None  # output [2, 128, 2, 2] smaller than the weight: scales the output
+    monkeypatch.setattr(spectral_norm_module, "autocast_active", lambda: True)
+    normalised_first = conv(x)
+    assert conv.scaled_weight is None
+    np.testing.assert_allclose(normalised_first.numpy(), scaled.numpy(), rtol=1e-5, atol=1e-4)  # float32 rounding
+
+
+def test_mlp_first_layer_computes_in_float32_whatever_its_input():
+    """The full model's FC.0 (268M weights) stays float32 under AMP instead of a float16 copy per call."""
+    layer = linear(16, 8, bias=True)
+    x = paddle.uniform([2, 16], min=-1, max=1)
+    out = linear_in_float32(layer, x.astype("float16"))
+    assert out.dtype == paddle.float32
+    expected = paddle.nn.functional.linear(x.astype("float16").astype("float32"), layer.weight, layer.bias)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    np.testing.assert_array_equal(linear_in_float32(layer, x).numpy(), layer(x).numpy())
 
 
 def test_reflection_pad_refuses_padding_as_large_as_a_side():

@@ -116,31 +116,35 @@ def time_eager_inference(generator: paddle.nn.Layer, image: paddle.Tensor, iters
 
 def time_exported_inference(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int,
                             warmup: int) -> dict[str, float | str]:
-    """Median seconds per image through Paddle Inference, plain CPU ("exported") and oneDNN ("exported_onednn"),
-    and through ONNX Runtime ("exported_onnxruntime"); a value is the reason instead when that path is not
-    available."""
+    """Median seconds per image through Paddle Inference, plain ("exported") and on a CPU also with oneDNN
+    ("exported_onednn"), and through ONNX Runtime ("exported_onnxruntime"; its CUDA provider when Paddle runs on a
+    GPU and ONNX Runtime has it); on the device Paddle runs on. A value is the reason instead when that path is
+    not available."""
     results: dict[str, float | str] = {}
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))  # as many as eager Paddle (Inference's default is 1)
+    device = "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
+    settings = (("exported", False),) if device == "gpu" else (("exported", False), ("exported_onednn", True))
     with tempfile.TemporaryDirectory() as folder, _native_stdout_silenced():
         export_generator(generator, img_size, folder, "A2B")
-        for key, onednn in (("exported", False), ("exported_onednn", True)):
+        for key, onednn in settings:
             try:
-                model = InferenceModel(folder, mkldnn=onednn, threads=threads)
+                model = InferenceModel(folder, mkldnn=onednn, threads=threads, device=device)
                 times = [_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:]
                 results[key] = statistics.median(times)
             except Exception as e:  # report, do not abort the benchmark (e.g. an op oneDNN cannot run)
                 results[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
         results["exported_onnxruntime"] = _time_onnxruntime(generator, img_size, image, iters, warmup, threads,
-                                                            os.path.join(folder, "model.onnx"))
+                                                            os.path.join(folder, "model.onnx"), device)
     return results
 
 
 def _time_onnxruntime(generator: paddle.nn.Layer, img_size: int, image: np.ndarray, iters: int, warmup: int,
-                      threads: int, path: str) -> float | str:
+                      threads: int, path: str, device: str = "cpu") -> float | str:
     """Median seconds per image of the generator exported to ONNX and run by ONNX Runtime (`threads` intra-op
     threads), or why not."""
     try:
-        model = OnnxModel(export_onnx(generator, img_size, path, "A2B"), threads=threads)
+        model = OnnxModel(export_onnx(generator, img_size, path, "A2B"), threads=threads,
+                          device=None if device == "gpu" else "cpu")  # the CUDA provider where there is one
         return statistics.median([_seconds(lambda: model(image)) for _ in range(warmup + iters)][warmup:])
     except OnnxUnavailableError as e:
         return f"unavailable: {e}"

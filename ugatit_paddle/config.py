@@ -69,6 +69,9 @@ class DataConfig:
     strict: bool = False  # raise on an unreadable image instead of skipping it with a warning
 
 
+AMP_DTYPES = ("float16", "bfloat16")  # train.amp_dtype
+
+
 @dataclass
 class TrainConfig:
     """Optimisation schedule, checkpoints and logging."""
@@ -88,7 +91,10 @@ class TrainConfig:
     sample_every: int = 1000  # sample sheet interval in iterations
     sample_count: int = 5  # images per domain on a sample sheet
     reuse_fakes: bool = True  # compute the fakes once for the D and G steps (exact, see REFERENCE)
-    amp: bool = False  # automatic mixed precision
+    amp: bool = False  # automatic mixed precision (GPU only)
+    amp_dtype: str = "float16"  # float16 (with a loss scaler) or bfloat16 (A100 and newer; no scaler needed)
+    amp_max_skipped: int = 20  # AMP: stop after this many overflowed steps of one optimiser in a row
+    deterministic: bool = False  # GPU: deterministic cuDNN kernels, no autotuning (slower; see README)
     float64: bool = False  # train in float64: for numerical checks (no float32 rounding), several times slower
 
 
@@ -310,7 +316,7 @@ def _range_errors(cfg: Config) -> list[str]:
     positive = {
         "model": ("img_size", "ch", "n_res", "global_layers", "local_layers"),
         "train": ("iterations", "batch_size", "save_every", "keep_checkpoints", "log_every",
-                  "sample_every", "sample_count"),
+                  "sample_every", "sample_count", "amp_max_skipped"),
     }
     for section, names in positive.items():
         for name in names:
@@ -328,6 +334,7 @@ def _range_errors(cfg: Config) -> list[str]:
     for name in _SECTION_FIELDS["loss"]:
         value = getattr(cfg.loss, name)
         need(value >= 0, f"loss.{name}", ">= 0", value)
+    need(cfg.train.amp_dtype in AMP_DTYPES, "train.amp_dtype", f"one of {', '.join(AMP_DTYPES)}", cfg.train.amp_dtype)
     if cfg.train.amp and cfg.train.float64:
         errors.append("config keys 'train.amp' and 'train.float64' exclude each other (float16 kernels vs float64); "
                       "set one of them to false")

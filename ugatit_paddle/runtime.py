@@ -15,8 +15,11 @@ variables the user has not set, so anything exported in the shell wins:
   (elementwise, their gradients) 2-6x faster, at the price of a process that holds on to its peak
   memory. The threshold alone still leaves blocks of 32 MiB and more (the discriminators' largest
   weights, the full model's MLP) to `mmap`; `MALLOC_MMAP_MAX_=0` keeps those in the heap as well.
-  glibc reads these variables when the process starts, so `configure_cpu` also applies them to the
-  running process with `mallopt`.
+  glibc reads these variables when the process starts, so `configure_allocator` also applies them to the
+  running process with `mallopt`. These apply only where Paddle computes on the CPU: on a GPU the host process
+  would keep its largest peak for good (a checkpoint's numpy payload, 7.6 GB for the full model) for no gain.
+  `configure_allocator` therefore runs after `import paddle`, when Paddle's place is known (no guess from
+  package names or /dev/nvidia*, which cannot tell a CPU-only job on a GPU machine or a wheel that sees no card).
 
 Measured on a 2-core AMD EPYC (light model, ch 32, img 128, batch 1, one process per setting, interleaved,
 medians of 3): a training iteration 1.5x faster with `MKL_DEBUG_CPU_TYPE=5`, then 1.34x faster again with
@@ -27,8 +30,8 @@ another value (e.g. `MALLOC_MMAP_MAX_=65536`, glibc's default) for one of the ru
 Paddle prints "WARNING: OMP_NUM_THREADS set to N, not 1 ... PLEASE USE OMP_NUM_THREADS WISELY" at import when
 N > 1. It concerns data-parallel jobs, where each process should take fewer threads (which `configure_cpu`
 already does); `import_paddle()` imports Paddle without that notice in a single process and leaves it (and
-every other message) alone in a `paddle.distributed.launch` job. Use `configure_cpu(dry_run=True)` to see what
-would be set. Importing this module does not import paddle.
+every other message) alone in a `paddle.distributed.launch` job. Use `configure_cpu(dry_run=True)` and
+`allocator_defaults()` to see what would be set. Importing this module does not import paddle.
 """
 
 from __future__ import annotations
@@ -84,22 +87,31 @@ def uses_glibc() -> bool:
 
 
 def cpu_defaults(environ: MutableMapping[str, str] | None = None, cores: int | None = None,
-                 vendor: str | None = None, glibc: bool | None = None) -> dict[str, str]:
+                 vendor: str | None = None) -> dict[str, str]:
     """The environment variables `configure_cpu` would set (those not already in `environ`)."""
     environ = os.environ if environ is None else environ
     cores = usable_cores() if cores is None else cores
     vendor = cpu_vendor() if vendor is None else vendor
-    glibc = uses_glibc() if glibc is None else glibc
     wanted = {"OMP_NUM_THREADS": str(max(1, cores // local_processes(environ)))}
     if vendor == AMD_VENDOR:
         wanted["MKL_DEBUG_CPU_TYPE"] = "5"
-    if glibc:
-        wanted.update(GLIBC_MALLOC)
     return {k: v for k, v in wanted.items() if k not in environ}
 
 
+def allocator_defaults(environ: MutableMapping[str, str] | None = None, on_cpu: bool = True,
+                       glibc: bool | None = None) -> dict[str, str]:
+    """The `MALLOC_*_` variables `configure_allocator` would set (those not in `environ`): with glibc, and only
+    when Paddle computes on the CPU (`on_cpu`)."""
+    environ = os.environ if environ is None else environ
+    glibc = uses_glibc() if glibc is None else glibc
+    if not (glibc and on_cpu):
+        return {}
+    return {k: v for k, v in GLIBC_MALLOC.items() if k not in environ}
+
+
 def configure_cpu(environ: MutableMapping[str, str] | None = None, dry_run: bool = False) -> dict[str, str]:
-    """Set the CPU defaults above in `environ` (default `os.environ`) where unset; returns what it set.
+    """Set the thread and MKL defaults above in `environ` (default `os.environ`) where unset; returns what it set
+    (the allocator settings wait for `configure_allocator`, after `import paddle`).
 
     Call it before the first `import paddle` of the process; afterwards it still sets the variables
     (for child processes) but warns that this process keeps the settings it started with. It also hides
@@ -114,8 +126,25 @@ def configure_cpu(environ: MutableMapping[str, str] | None = None, dry_run: bool
         print(f"warning: paddle was imported before ugatit_paddle.runtime.configure_cpu(); "
               f"{', '.join(values)} take effect in child processes only", file=sys.stderr)
     environ.update(values)
+    return values
+
+
+def paddle_on_cpu() -> bool:
+    """True when Paddle's current place is the CPU (imports Paddle)."""
+    import paddle
+
+    return paddle.device.get_device() == "cpu"
+
+
+def configure_allocator(environ: MutableMapping[str, str] | None = None, on_cpu: bool | None = None) -> dict[str, str]:
+    """Set glibc's allocator settings (see the module docstring) where unset, in `environ` (default `os.environ`,
+    for child processes) and, for `os.environ`, in this process by `mallopt`; only when Paddle computes on the
+    CPU (`on_cpu`, default: `paddle_on_cpu()`, so call it after `import paddle`). Returns what it set."""
+    environ = os.environ if environ is None else environ
+    values = allocator_defaults(environ, paddle_on_cpu() if on_cpu is None else on_cpu)
+    environ.update(values)
     if environ is os.environ:
-        apply_malloc_settings({k: v for k, v in values.items() if k in MALLOPT_PARAMS})
+        apply_malloc_settings(values)
     return values
 
 

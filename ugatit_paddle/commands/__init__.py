@@ -2,10 +2,12 @@
 installed; `python tools/train.py` from a clone).
 
 Importing this package sets the CPU defaults of `ugatit_paddle.runtime` and then imports Paddle, so every
-command starts the same way: before any command module imports Paddle, once, here.
+command starts the same way: before any command module imports Paddle, once, here. The allocator settings follow
+the import: they apply only when Paddle's place is the CPU.
 """
 
-from ..runtime import configure_cpu, import_paddle
+from ..runtime import configure_allocator, configure_cpu, import_paddle
 
 configure_cpu()
 import_paddle()
+configure_allocator()

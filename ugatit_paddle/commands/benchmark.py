@@ -24,6 +24,7 @@ from ugatit_paddle.benchmark import (
 )
 from ugatit_paddle import cli
 from ugatit_paddle.config import load_config
+from ugatit_paddle.inference.device import DeviceUnavailableError, add_device_argument, use_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     output.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     parser.add_argument("--profile", action="store_true",
                         help="print paddle.profiler's operator summary of --iters training iterations instead")
+    add_device_argument(parser)
     a = parser.parse_args(argv)
     if a.iters < 1 or a.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
 
     def work() -> int:
         cfg = load_config(a.config, a.override)
+        use_device(a.device)
         if a.profile:
             profile_training(cfg, iters=a.iters, warmup=a.warmup)
             return cli.EXIT_OK
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result) if a.json else format_markdown(result, command))
         return cli.EXIT_OK
 
-    return cli.run(work)
+    return cli.run(work, usage=(DeviceUnavailableError,))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ugatit_paddle import cli
 from ugatit_paddle.formats.checkpoint import CheckpointError
+from ugatit_paddle.inference.device import DeviceUnavailableError, add_device_argument, use_device
 from ugatit_paddle.inference.export import ExportError
 from ugatit_paddle.inference.translate import (
     BATCH_SIZE, DIRECTIONS, InputError, Translator, collect_inputs, translate_files,
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mkldnn", action="store_true", help="inference model: run with oneDNN (the fastest on CPU)")
     parser.add_argument("--threads", type=int,
                         help="inference model: CPU math library threads (Paddle's default: 1); ONNX: intra-op threads")
+    add_device_argument(parser)
     a = parser.parse_args(argv)
     if a.batch_size < 1:
         parser.error("--batch-size must be >= 1")
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--mkldnn and --threads apply to --inference-model and --onnx only")
     if a.onnx and a.mkldnn:
         parser.error("--mkldnn applies to --inference-model only")
+    if a.device == "gpu" and (a.mkldnn or a.threads is not None):
+        parser.error("--mkldnn and --threads apply to the CPU only, not with --device gpu")
 
     def report(path: Path, reason: str) -> None:
         print(f"warning: skipping unreadable image {path}: {reason}", file=sys.stderr)
@@ -65,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         inputs = collect_inputs(a.input)
         if a.checkpoint:
+            use_device(a.device)
             translator = Translator.from_checkpoint(a.checkpoint, a.direction or "A2B", a.batch_size)
         else:
             if a.onnx:
-                translator = Translator.from_onnx(a.onnx, a.threads, a.batch_size)
+                translator = Translator.from_onnx(a.onnx, a.threads, a.batch_size, device=a.device)
             else:
-                translator = Translator.from_inference_model(a.inference_model, a.mkldnn, a.threads, a.batch_size)
+                translator = Translator.from_inference_model(a.inference_model, a.mkldnn, a.threads, a.batch_size,
+                                                             device=a.device)
             if a.direction and a.direction != translator.direction:
                 raise ExportError(f"{a.onnx or a.inference_model} translates {translator.direction}, not {a.direction}; "
                                   f"export the other generator with tools/export_model.py --direction {a.direction}")
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{result.summary()} ({translator.direction}) -> {a.output}")
         return cli.EXIT_OK if result.written else cli.report_error("no readable images among the inputs")
 
-    return cli.run(work, failures=(InputError, CheckpointError, ExportError, OSError))
+    return cli.run(work, failures=(InputError, CheckpointError, ExportError, OSError), usage=(DeviceUnavailableError,))
 
 
 if __name__ == "__main__":

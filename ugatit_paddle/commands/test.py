@@ -20,6 +20,7 @@ from ugatit_paddle.config import load_config
 from ugatit_paddle.data import DataError
 from ugatit_paddle.data.archive import resolve_data_root
 from ugatit_paddle.formats.checkpoint import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
+from ugatit_paddle.inference.device import DeviceUnavailableError, add_device_argument, use_device
 from ugatit_paddle.inference.translate import BATCH_SIZE, STRIPS_DIR, translate_test_set
 
 
@@ -29,12 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint to use (default: the latest in output_dir)")
     parser.add_argument("--output", metavar="DIR", help="where to write (default: <output_dir>/test)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward pass (default %(default)s)")
+    add_device_argument(parser)
     a = parser.parse_args(argv)
     if a.batch_size < 1:
         parser.error("--batch-size must be >= 1")
 
     def work() -> int:
         cfg = load_config(a.config, a.override)
+        use_device(a.device)
         ckpt = Path(a.checkpoint) if a.checkpoint else latest_checkpoint(cfg.output_dir)
         if ckpt is None:
             return cli.report_error(f"no checkpoint in {Path(cfg.output_dir) / CHECKPOINT_DIR}; train first "
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.output_folder} (strips in {r.output_folder / STRIPS_DIR})")
         return cli.EXIT_OK
 
-    return cli.run(work, failures=(CheckpointError, DataError, OSError))
+    return cli.run(work, failures=(CheckpointError, DataError, OSError), usage=(DeviceUnavailableError,))
 
 
 if __name__ == "__main__":

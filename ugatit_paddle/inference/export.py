@@ -30,6 +30,7 @@ from paddle.static import InputSpec
 from ..config import ModelConfig
 from ..formats.checkpoint import load_generators
 from ..models import Generator, generator_name
+from .device import GPU_MEMORY_POOL_MB, resolve_device
 from .inference_generator import InferenceGenerator
 
 MODEL_PREFIX = "model"
@@ -99,24 +100,30 @@ class InferenceModel:
 
     Call it like the generator, with numpy: float32 [N, 3, S, S] -> (image, cam_logit, heatmap). `mkldnn`
     turns on oneDNN (see the README for the Paddle versions where this works); `threads` sets the CPU math
-    library threads (Paddle's default otherwise).
+    library threads (Paddle's default otherwise). `device` "gpu", "cpu" or None (the GPU when Paddle sees one;
+    see `device.resolve_device`); on a GPU `mkldnn` and `threads` do not apply.
     """
 
-    def __init__(self, model_dir: str | Path, mkldnn: bool = False, threads: int | None = None) -> None:
+    def __init__(self, model_dir: str | Path, mkldnn: bool = False, threads: int | None = None,
+                 device: str | None = "cpu") -> None:
         program, params, info = model_files(model_dir)
         self.model_dir = Path(model_dir)
         self.img_size: int = info["img_size"]
         self.direction: str = info["direction"]
         self.info = info
         config = paddle.inference.Config(str(program), str(params))
-        config.disable_gpu()
+        self.device = resolve_device(device)
         config.disable_glog_info()
-        if mkldnn:
-            config.enable_mkldnn()
-        elif hasattr(config, "disable_mkldnn"):  # Paddle 3 turns oneDNN on by default; 2.6 has it off
-            config.disable_mkldnn()
-        if threads is not None:
-            config.set_cpu_math_library_num_threads(threads)
+        if self.device == "gpu":  # card 0 of those CUDA_VISIBLE_DEVICES shows; oneDNN and threads do not apply
+            config.enable_use_gpu(GPU_MEMORY_POOL_MB, 0)
+        else:
+            config.disable_gpu()
+            if mkldnn:
+                config.enable_mkldnn()
+            elif hasattr(config, "disable_mkldnn"):  # Paddle 3 turns oneDNN on by default; 2.6 has it off
+                config.disable_mkldnn()
+            if threads is not None:
+                config.set_cpu_math_library_num_threads(threads)
         try:
             self.predictor = paddle.inference.create_predictor(config)
         except Exception as e:  # Paddle raises several C++-backed exception types

@@ -35,19 +35,8 @@ import paddle.nn.functional as F
 
 from ..models.generator import N_DOWNSAMPLING, Generator, ResnetAdaILNBlock, ResnetBlock
 from ..models.layers import NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D
+from ..models.layers import reflection_pad_by_slices as reflection_pad
 from ..models.norms import EPS, ILN
-
-
-def reflection_pad(x: paddle.Tensor, p: int) -> paddle.Tensor:
-    """`ReflectionPad2d(p)` by slices, flips and concats. x [N, C, H, W] -> [N, C, H + 2p, W + 2p]."""
-    h, w = x.shape[2:]
-    for axis, side in ((2, h), (3, w)):
-        before = paddle.slice(x, [axis], [1], [p + 1])
-        after = paddle.slice(x, [axis], [side - p - 1], [side - 1])
-        if p > 1:
-            before, after = before.flip(axis), after.flip(axis)
-        x = paddle.concat([before, x, after], axis=axis)
-    return x
 
 
 def edge_pad1(x: paddle.Tensor) -> paddle.Tensor:

@@ -28,6 +28,7 @@ from .export import OUTPUT_NAMES as EXPORT_OUTPUT_NAMES, ExportError, export_gen
 from ..config import ModelConfig
 from ..formats.checkpoint import load_generators
 from ..models import Generator, generator_name
+from .device import CUDA_PROVIDER, onnx_providers
 
 ONNX_FILE = "model.onnx"  # the file inside a folder given as the output
 METADATA_KEY = "ugatit_paddle"
@@ -112,21 +113,24 @@ def _rename_outputs(model, names: tuple[str, ...]) -> None:
 
 
 class OnnxModel:
-    """An ONNX generator run by ONNX Runtime (CPU); called like `export.InferenceModel`:
-    float32 [N, 3, S, S] -> (image, cam_logit, heatmap). `threads` sets ONNX Runtime's intra-op threads."""
+    """An ONNX generator run by ONNX Runtime; called like `export.InferenceModel`:
+    float32 [N, 3, S, S] -> (image, cam_logit, heatmap). `threads` sets ONNX Runtime's intra-op threads;
+    `device` "gpu", "cpu" or None picks the execution providers (`device.onnx_providers`)."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, device: str | None = "cpu") -> None:
         ort = require("onnxruntime", "Running an ONNX model")
         self.path = onnx_file(path)
         if not self.path.is_file():
             raise ExportError(f"ONNX model '{self.path}' does not exist; create it with tools/export_model.py "
                               f"--checkpoint CKPT --format onnx --output {path}")
+        providers = onnx_providers(device, ort.get_available_providers())
+        self.device = "gpu" if providers[0] == CUDA_PROVIDER else "cpu"
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise ExportError(f"ONNX Runtime cannot load '{self.path}': {type(e).__name__}: {e}") from e
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)

@@ -97,17 +97,18 @@ class Translator:
 
     @classmethod
     def from_inference_model(cls, model_dir: str | Path, mkldnn: bool = False, threads: int | None = None,
-                             batch_size: int = BATCH_SIZE) -> "Translator":
+                             batch_size: int = BATCH_SIZE, device: str | None = "cpu") -> "Translator":
         """Use a model written by `export.export_checkpoint` through Paddle Inference."""
-        model = InferenceModel(model_dir, mkldnn=mkldnn, threads=threads)
+        model = InferenceModel(model_dir, mkldnn=mkldnn, threads=threads, device=device)
         return cls(model, model.img_size, model.direction, batch_size)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, threads: int | None = None, batch_size: int = BATCH_SIZE) -> "Translator":
+    def from_onnx(cls, path: str | Path, threads: int | None = None, batch_size: int = BATCH_SIZE,
+                  device: str | None = "cpu") -> "Translator":
         """Use an ONNX model written by `onnx.export_onnx` (a `.onnx` file or its folder) through
         ONNX Runtime (an optional dependency)."""
 
-        model = OnnxModel(path, threads=threads)
+        model = OnnxModel(path, threads=threads, device=device)
         return cls(model, model.img_size, model.direction, batch_size)
 
     def translate(self, image: ImageInput, keep_size: bool = False) -> Image.Image:

@@ -11,7 +11,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import NearestUpsample2x, ReflectionPad2d, cam_weighting, conv2d, instance_norm, linear
+from .layers import NearestUpsample2x, ReflectionPad2d, cam_weighting, conv2d, instance_norm, linear, linear_in_float32
 from .norms import ILN, AdaILN
 from .variant import OFFICIAL, Variant, affine_instance_norm
 
@@ -139,7 +139,10 @@ class Generator(nn.Layer):
         heatmap = x.sum(axis=1, keepdim=True)
 
         mlp_in = x.mean(axis=[2, 3]) if self.light else x.reshape([n, -1])
-        h = self.FC(mlp_in)
+        fc0, *rest = self.FC  # FC.0, the largest layer of the full model, stays in float32 under AMP
+        h = linear_in_float32(fc0, mlp_in)
+        for layer in rest:
+            h = layer(h)
         gamma, beta = self.gamma(h), self.beta(h)  # [N, 4ch] each
 
         for i in range(self.n_res):

@@ -73,9 +73,43 @@ def linear(in_features: int, out_features: int, bias: bool = False) -> nn.Linear
     return nn.Linear(in_features, out_features, weight_attr=_uniform(bound), bias_attr=_uniform(bound) if bias else False)
 
 
+def linear_in_float32(layer: nn.Linear, x: paddle.Tensor) -> paddle.Tensor:
+    """`layer(x)` computed in the weight's dtype also inside `paddle.amp.auto_cast`: there O1 would cast the
+    weight to float16 at every call and keep that copy for backward (the full model's `FC.0`: 268M weights,
+    537 MB per generator call, about 3 GB over a G step). x [N, in] in any float dtype -> [N, out]."""
+    with paddle.amp.auto_cast(enable=False):
+        if x.dtype != layer.weight.dtype:
+            x = x.astype(layer.weight.dtype)
+        return F.linear(x, layer.weight, layer.bias)
+
+
+def reflection_pad_by_slices(x: paddle.Tensor, p: int) -> paddle.Tensor:
+    """`ReflectionPad2d(p)` by slices, flips and concats. x [N, C, H, W] -> [N, C, H + 2p, W + 2p].
+
+    Its backward adds the gradients of the slices in a fixed order, where the `pad3d` kernel's reflect backward
+    on a GPU adds with atomics (sums in a varying order): used in deterministic mode, and in exported graphs."""
+    h, w = x.shape[2:]
+    for axis, side in ((2, h), (3, w)):
+        before = paddle.slice(x, [axis], [1], [p + 1])
+        after = paddle.slice(x, [axis], [side - p - 1], [side - 1])
+        if p > 1:
+            before, after = before.flip(axis), after.flip(axis)
+        x = paddle.concat([before, x, after], axis=axis)
+    return x
+
+
+def deterministic_mode() -> bool:
+    """Paddle's `FLAGS_cudnn_deterministic` (set by `train.deterministic`); False where this Paddle has no such
+    flag (CPU builds, which are deterministic anyway)."""
+    try:
+        return bool(paddle.get_flags("FLAGS_cudnn_deterministic")["FLAGS_cudnn_deterministic"])
+    except ValueError:
+        return False
+
+
 class ReflectionPad2d(nn.Layer):
     """`torch.nn.ReflectionPad2d`: reflect-pad all four sides of an NCHW tensor by `padding` (on CPU by
-    `cpu_kernels.reflection_pad`; exported graphs pad by slices: `inference/inference_generator.py`)."""
+    `cpu_kernels.reflection_pad`; in deterministic mode and in exported graphs by `reflection_pad_by_slices`)."""
 
     def __init__(self, padding: int) -> None:
         super().__init__()
@@ -91,6 +125,8 @@ class ReflectionPad2d(nn.Layer):
             raise ValueError(f"reflection padding {p} needs sides larger than {p}, got {h}x{w}")
         if cpu_kernels.applies(x):
             return cpu_kernels.reflection_pad(x, p)
+        if deterministic_mode():
+            return reflection_pad_by_slices(x, p)
         return F.pad(x, [p, p, p, p], mode="reflect")
 
 

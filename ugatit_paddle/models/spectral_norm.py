@@ -5,7 +5,8 @@ iteration (`v = normalize(W^T u)`, `u = normalize(W v)`) and stores the new `wei
 buffers; in eval mode the stored vectors are used as they are. Gradients flow through `weight_orig` only.
 Where a convolution's output is smaller than its weight, the hook hands the layer `(weight_orig, 1 / sigma)`
 instead (`UnpaddedConv2D.scaled_weight`), which computes `conv(x, weight_orig) / sigma + bias`: the same
-function, with the division done on the smaller tensor.
+function, with the division done on the smaller tensor. Not under `paddle.amp.auto_cast`: there the
+convolution runs in float16, where the un-normalised product can overflow, so the weight is divided first.
 
 Paddle ships an equivalent hook; this one additionally works under `paddle.LazyGuard` (shapes known
 before any weight is allocated), which lets the converter check a checkpoint's shapes for free.
@@ -20,6 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
+from paddle.base import core, framework
 
 from .layers import UnpaddedConv2D
 
@@ -49,6 +51,12 @@ class _Sigma(PyLayer):
         return paddle.matmul(v.unsqueeze(1), (u * grad).unsqueeze(0))  # Linear weight [in, out]: outer(u, v)^T
 
 
+def autocast_active() -> bool:
+    """True inside a `paddle.amp.auto_cast` that takes effect (on a CPU it is a no-op and this is False)."""
+    tracer = framework._dygraph_tracer()
+    return tracer is not None and tracer._amp_level != core.AmpLevel.O0
+
+
 class SpectralNorm:
     """The pre-hook; `dim` is the axis of the weight that indexes output features (0 for Conv2D, 1 for Linear)."""
 
@@ -63,19 +71,22 @@ class SpectralNorm:
 
     def __call__(self, layer: nn.Layer, inputs: object) -> None:
         # In float32 also under `train.amp`: auto_cast would run the power iteration's products in float16 (8.4M
-        # weights cast at every forward) and hand the float32 buffers float16 values, which `set_value` refuses.
+        # weights cast at every forward) and hand the float32 buffers float16 values.
+        scale_output = not autocast_active()  # asked before the region below turns it off
         with paddle.amp.auto_cast(enable=False):
-            self._normalise(layer, inputs)
+            self._normalise(layer, inputs, scale_output)
 
-    def _normalise(self, layer: nn.Layer, inputs: object) -> None:
+    def _normalise(self, layer: nn.Layer, inputs: object, scale_output: bool) -> None:
         weight = layer.weight_orig
         u, v = layer.weight_u, layer.weight_v
         with paddle.no_grad():
             mat = self.matrix(weight)
             if layer.training:
-                v.set_value(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS))
+                # `assign(..., output=)` writes the buffer on its device; Paddle 2.6's `set_value` goes through
+                # numpy (a blocking download and upload per call, ~200 per iteration on a GPU)
+                paddle.assign(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS), output=v)
                 mat_v = paddle.matmul(mat, v)
-                u.set_value(F.normalize(mat_v, axis=0, epsilon=EPS))
+                paddle.assign(F.normalize(mat_v, axis=0, epsilon=EPS), output=u)
                 u, v = u.clone(), v.clone()
             else:
                 mat_v = paddle.matmul(mat, v)
@@ -83,7 +94,7 @@ class SpectralNorm:
         # times the reciprocal rather than a division: equal to rounding, and on CPU Paddle's gradient of a
         # tensor-by-scalar product is cheaper than that of the quotient (and closer to float64)
         inv_sigma = 1.0 / sigma
-        if isinstance(layer, UnpaddedConv2D) and weight.size > layer.output_numel(inputs[0].shape):
+        if scale_output and isinstance(layer, UnpaddedConv2D) and weight.size > layer.output_numel(inputs[0].shape):
             layer.scaled_weight = (weight, inv_sigma)  # conv(x, W) / sigma: the smaller tensor scaled
         else:
             layer.weight = weight * inv_sigma

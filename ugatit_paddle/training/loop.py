@@ -20,6 +20,8 @@ rank 0 prints, logs and writes checkpoints and samples.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import signal
 import sys
 import time
@@ -37,7 +39,7 @@ from ..formats import checkpoint
 from ..models import GENERATORS, ILN, AdaILN
 from ..visualize import sample_images, sample_sheets, save_sample_sheets
 from .progress import ProgressReporter, make_progress
-from .run_lock import run_lock
+from .run_lock import RunLockedError, run_lock
 from .ugatit import UGATIT
 
 STOPPED_BY_CALLBACK = "should_stop"  # `Trainer.interrupted` when the `should_stop` callback ended training
@@ -85,11 +87,38 @@ class Trainer:
         load the networks and start at iteration 0)."""
         out = Path(self.cfg.output_dir)
         path = checkpoint.latest_checkpoint(out) if resume is True else Path(resume)
+        if self.world_size > 1:
+            path = _from_rank0(path)
         if path is None:
             self._say(f"no checkpoint in {out / checkpoint.CHECKPOINT_DIR}; starting from scratch")
             return
-        self.model.load_state(checkpoint.load(path), str(path))
+        if self.world_size == 1:
+            self.model.load_state(checkpoint.load(path), str(path))
+        else:
+            self._resume_from_rank0(path)
         self._say(f"resumed from {path} at iteration {self.iteration}")
+
+    def _resume_from_rank0(self, path: Path) -> None:
+        """Rank 0 reads the checkpoint at `path`; the networks go to the other processes straight into their
+        weights, the rest (optimiser state, schedule, iteration) array by array, so that a process other than
+        rank 0 never holds the networks' part of the file in memory nor reads the file. A bad file raises the
+        same CheckpointError in every process."""
+        payload, error = None, None
+        if self.rank == 0:
+            try:
+                payload = checkpoint.load(path)
+                self.model.load_state(payload, str(path))
+            except checkpoint.CheckpointError as e:
+                error = str(e)
+        error = _from_rank0(error)
+        if error is not None:
+            raise checkpoint.CheckpointError(error)
+        _broadcast_from_rank0(self.model.nets)
+        rest = None if payload is None else {k: v for k, v in payload.items() if k != "networks"}
+        del payload
+        rest = _broadcast_arrays_from_rank0(rest)
+        if self.rank != 0:
+            self.model.load_state(rest, str(path), networks=False)
 
     def train(self, resume: str | bool = False, stop_after: int | None = None,
               should_stop: Callable[[int], bool] | None = None, progress: ProgressReporter | None = None) -> Path:
@@ -99,14 +128,25 @@ class Trainer:
         training there, with a sample sheet and a checkpoint (`interrupted` becomes "should_stop"). `progress`
         receives every iteration's loss terms (default: `progress.make_progress`).
 
-        Rank 0 holds the lock of `output_dir` meanwhile (`RunLockedError` if another live run holds it). In a
-        data-parallel job every process runs this; each reads the same checkpoint (any number of processes may
-        resume it) and its own share of each batch; rank 0 alone prints and writes."""
-        if self.rank != 0:
-            return self._train(resume, stop_after, should_stop, progress)
-        with run_lock(self.cfg.output_dir) as lock:
-            if lock.stale is not None:
-                self._say(f"note: took over the lock of {lock.stale.describe()}, which is no longer running")
+        Rank 0 holds the lock of `output_dir` meanwhile (`RunLockedError` if another live run holds it: in a
+        data-parallel job every process raises it at once). In a data-parallel job every process runs this;
+        rank 0 alone reads the checkpoint and sends it to the others (any number of processes may resume it),
+        each process reads its own share of each batch; rank 0 alone prints and writes."""
+        with contextlib.ExitStack() as stack:
+            refused: RunLockedError | None = None
+            if self.rank == 0:
+                try:
+                    lock = stack.enter_context(run_lock(self.cfg.output_dir))
+                except RunLockedError as e:
+                    refused = e
+                else:
+                    if lock.stale is not None:
+                        self._say(f"note: took over the lock of {lock.stale.describe()}, which is no longer running")
+            if self.world_size > 1:  # the other processes learn rank 0's answer instead of waiting for it
+                sent = _from_rank0(None if refused is None else (refused.output_dir, refused.holder))
+                refused = None if sent is None else RunLockedError(*sent)
+            if refused is not None:
+                raise refused
             return self._train(resume, stop_after, should_stop, progress)
 
     def _train(self, resume: str | bool, stop_after: int | None, should_stop: Callable[[int], bool] | None,
@@ -231,6 +271,51 @@ def _data_parallel() -> tuple[int, int]:
     if world_size > 1 and not paddle.distributed.is_initialized():
         paddle.distributed.init_parallel_env()  # gloo on CPU (set by the launcher), NCCL on GPUs
     return paddle.distributed.get_rank(), world_size
+
+
+def _from_rank0(value: Any) -> Any:
+    """Rank 0's `value` (a small picklable object) in every process."""
+    values = [value]
+    paddle.distributed.broadcast_object_list(values, src=0)
+    return values[0]
+
+
+def _broadcast_arrays_from_rank0(tree: Any) -> Any:
+    """Rank 0's `tree` (dicts, lists and scalars holding numpy arrays) in every process: the structure with
+    the arrays' shapes and dtypes first, then each array on its own (one array at a time in transit)."""
+
+    def skeleton(node: Any) -> Any:
+        if isinstance(node, np.ndarray):
+            return _ArraySpec(tuple(node.shape), str(node.dtype))
+        if isinstance(node, dict):
+            return {k: skeleton(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return type(node)(skeleton(v) for v in node)
+        return node
+
+    def fill(spec: Any, node: Any) -> Any:
+        if isinstance(spec, _ArraySpec):
+            if paddle.distributed.get_rank() == 0:
+                tensor = paddle.to_tensor(node)
+            else:
+                tensor = paddle.empty(list(spec.shape), dtype=spec.dtype)
+            paddle.distributed.broadcast(tensor, src=0)
+            return node if node is not None else tensor.numpy()
+        if isinstance(spec, dict):
+            return {k: fill(v, None if node is None else node[k]) for k, v in spec.items()}
+        if isinstance(spec, (list, tuple)):
+            return type(spec)(fill(v, None if node is None else node[i]) for i, v in enumerate(spec))
+        return spec
+
+    return fill(_from_rank0(None if tree is None else skeleton(tree)), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ArraySpec:
+    """Shape and dtype of an array that `_broadcast_arrays_from_rank0` sends separately."""
+
+    shape: tuple[int, ...]
+    dtype: str
 
 
 def _broadcast_from_rank0(nets: Mapping[str, paddle.nn.Layer]) -> None:

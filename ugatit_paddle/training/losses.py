@@ -17,6 +17,10 @@ DiscriminatorOutput = tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]  # (log
 Discriminator = paddle.nn.Layer  # x [N, 3, S, S] -> DiscriminatorOutput
 
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or infinity; the message names the iteration and the loss term."""
+
+
 def mse_to(x: paddle.Tensor, target: float) -> paddle.Tensor:
     """Mean squared error of `x` against a constant (LSGAN)."""
     return F.mse_loss(x, paddle.full_like(x, target))

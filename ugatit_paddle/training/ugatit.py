@@ -18,7 +18,8 @@ is the loop's (`loop.py`). In a data-parallel job (`world_size` > 1) the step av
 the processes before each optimiser step, so N processes with batch B train exactly like one with batch N*B.
 
 Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
-and matrix products in float16), each optimiser step goes through its own `paddle.amp.GradScaler`.
+and matrix products in `train.amp_dtype`), each optimiser step goes through its own `amp.AmpStep` (a
+`paddle.amp.GradScaler` for float16); overflowing steps are skipped and counted, not fatal (`amp.py`).
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from ..config import Config, ConfigError
 from ..formats import checkpoint
 from ..models import DISCRIMINATORS, GENERATORS, build_networks, clip_rho
 from . import losses
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN or infinity; the message names the iteration and the loss term."""
+from .losses import NonFiniteLossError
+from .amp import AmpStep, OverflowSkips, autocast
+from .determinism import configure_gpu_kernels
 
 
 class AmpUnavailableError(ConfigError):
@@ -79,7 +79,11 @@ class UGATIT:
             raise AmpUnavailableError(
                 f"train.amp=true needs a GPU (automatic mixed precision runs float16 kernels), but this process "
                 f"runs on '{paddle.device.get_device()}'; set train.amp=false to train in float32 on the CPU")
+        if cfg.train.amp and cfg.train.amp_dtype == "bfloat16" and not paddle.amp.is_bfloat16_supported():
+            raise AmpUnavailableError("train.amp_dtype=bfloat16 needs a GPU with bfloat16 kernels (compute capability "
+                                      "8.0 and up, e.g. A100); use train.amp_dtype=float16")
         self.world_size = world_size
+        configure_gpu_kernels(cfg.train.deterministic)  # cuDNN autotuning, or deterministic kernels
         self.dtype = "float64" if cfg.train.float64 else "float32"  # of the weights and of what they compute
         paddle.seed(cfg.train.seed)
         default_dtype = paddle.get_default_dtype()
@@ -96,8 +100,9 @@ class UGATIT:
         self.G_optim = self._adam(self.G_params)
         self.D_optim = self._adam(self.D_params)
         # One loss scaler per optimiser (AMP only): each adapts to its own loss's gradients.
-        self.G_scaler = _grad_scaler() if t.amp else None
-        self.D_scaler = _grad_scaler() if t.amp else None
+        self.amp_skips = OverflowSkips(t.amp_max_skipped) if t.amp else None
+        self.G_amp = AmpStep("G", t.amp_dtype, self.amp_skips) if t.amp else None
+        self.D_amp = AmpStep("D", t.amp_dtype, self.amp_skips) if t.amp else None
         self.iteration = 0  # completed iterations
 
     def _adam(self, params: list[paddle.Tensor]) -> paddle.optimizer.Adam:
@@ -136,7 +141,7 @@ class UGATIT:
             D_loss_B = losses.discriminator_loss(w, d_gb, d_lb, real_B, d_fake_A2B)
             D_loss = D_loss_A + D_loss_B
         d_terms = {"D/A": D_loss_A, "D/B": D_loss_B}
-        self._update(D_loss, d_terms, self.D_params, self.D_optim, self.D_scaler)
+        self._update(D_loss, d_terms, self.D_params, self.D_optim, self.D_amp)
 
         # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
         with self._autocast(), _constants(self.D_params):
@@ -154,7 +159,7 @@ class UGATIT:
                                                   fake_A2B_cam, fake_B2B_cam)
             G_loss = G_loss_A + G_loss_B
         g_terms = {f"G/{name}_{d}": value for name in g_A for d, value in (("A", g_A[name]), ("B", g_B[name]))}
-        self._update(G_loss, g_terms, self.G_params, self.G_optim, self.G_scaler)
+        self._update(G_loss, g_terms, self.G_params, self.G_optim, self.G_amp)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
@@ -165,25 +170,29 @@ class UGATIT:
         return {k: float(v) for k, v in terms.items()}
 
     def _update(self, loss: paddle.Tensor, terms: Mapping[str, paddle.Tensor], params: list[paddle.Tensor],
-                optimizer: paddle.optimizer.Optimizer, scaler: paddle.amp.GradScaler | None) -> None:
+                optimizer: paddle.optimizer.Optimizer, amp: AmpStep | None) -> None:
         """Check `loss` is finite (naming the bad `terms` if not), backward, average the gradients of `params`
-        over the processes, one optimiser step (through `scaler` under AMP)."""
-        # before NaNs reach backward; the sum over processes, so that all stop together
-        _check_finite(self._global_sum(loss), terms, self.iteration + 1)
+        over the processes, one optimiser step (through `amp` under AMP, where a non-finite loss or gradient
+        skips the step instead of stopping training, see `amp.py`)."""
+        # before NaNs reach backward; the sum over processes, so that all stop (or skip) together
+        total = self._global_sum(loss)
+        if amp is not None:
+            if not amp.loss_is_finite(math.isfinite(float(total)), self.iteration + 1, lambda: _bad_terms(terms)):
+                return
+        else:
+            _check_finite(total, terms, self.iteration + 1)
         optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
-        (loss if scaler is None else scaler.scale(loss)).backward()
+        loss.backward() if amp is None else amp.backward(loss)
         if self.world_size > 1:
             fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
-        if scaler is None:
+        if amp is None:
             _optimizer_step(optimizer)
         else:
-            with unique_name.guard():
-                scaler.step(optimizer)  # unscales; skips the step if a gradient overflowed
-            scaler.update()
+            amp.step(optimizer, self.iteration + 1)  # unscales; skips the step if a gradient overflowed
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
-        return paddle.amp.auto_cast(level="O1") if self.cfg.train.amp else contextlib.nullcontext()
+        return autocast(self.cfg.train.amp_dtype) if self.cfg.train.amp else contextlib.nullcontext()
 
     def _global_sum(self, value: paddle.Tensor) -> paddle.Tensor:
         """`value` summed over the data-parallel processes (itself in a single process)."""
@@ -204,22 +213,24 @@ class UGATIT:
                         "D": checkpoint.to_numpy(self.D_optim.state_dict())},
             lr_scheduler=self.lr_schedule.state_dict(),
         )
-        if self.G_scaler is not None:
-            payload["grad_scalers"] = {"G": self.G_scaler.state_dict(), "D": self.D_scaler.state_dict()}
+        if self.G_amp is not None:
+            payload["grad_scalers"] = {"G": self.G_amp.state_dict(), "D": self.D_amp.state_dict()}
         return payload
 
-    def load_state(self, payload: Mapping[str, Any], path: str = "checkpoint") -> None:
+    def load_state(self, payload: Mapping[str, Any], path: str = "checkpoint", networks: bool = True) -> None:
         """Restore a training checkpoint (networks, optimisers, schedule, iteration); weights-only files
-        (converted official checkpoints) restore the networks and start at iteration 0."""
-        checkpoint.load_networks(self.nets, payload, path)
+        (converted official checkpoints) restore the networks and start at iteration 0. `networks=False`: all
+        but the networks (a data-parallel resume, where they come from rank 0)."""
+        if networks:
+            checkpoint.load_networks(self.nets, payload, path)
         if "optimizers" in payload:
             self.G_optim.set_state_dict(payload["optimizers"]["G"])
             self.D_optim.set_state_dict(payload["optimizers"]["D"])
             self.lr_schedule.set_state_dict(payload["lr_scheduler"])
             self.iteration = int(payload["iteration"])
-        if self.G_scaler is not None and "grad_scalers" in payload:
-            self.G_scaler.load_state_dict(payload["grad_scalers"]["G"])
-            self.D_scaler.load_state_dict(payload["grad_scalers"]["D"])
+        if self.G_amp is not None and "grad_scalers" in payload:
+            self.G_amp.load_state_dict(payload["grad_scalers"]["G"])
+            self.D_amp.load_state_dict(payload["grad_scalers"]["D"])
 
 
 @contextlib.contextmanager
@@ -236,11 +247,6 @@ def _constants(params: Sequence[paddle.Tensor]) -> Iterator[None]:
             p.stop_gradient = flag
 
 
-def _grad_scaler() -> paddle.amp.GradScaler:
-    """A dynamic loss scaler with Paddle's defaults (initial scale 2^15, halved on overflow)."""
-    return paddle.amp.GradScaler(init_loss_scaling=2.0**15)
-
-
 def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
     """`optimizer.step()` with Adam's state variables named after their parameters only (the first step
     creates them; outside a fresh name scope their names would depend on everything built before), so that
@@ -254,10 +260,14 @@ def _check_finite(total: paddle.Tensor, terms: Mapping[str, paddle.Tensor], iter
     max-pool gradient corrupts memory on NaN inputs, and a NaN must never reach the weights."""
     if math.isfinite(float(total)):
         return
-    values = {k: float(v) for k, v in terms.items()}
-    bad = [k for k, v in values.items() if not math.isfinite(v)]
-    where = ", ".join(f"{k}={values[k]}" for k in bad) if bad else "in another data-parallel process"
     raise NonFiniteLossError(
-        f"non-finite loss at iteration {iteration}: {where}; "
+        f"non-finite loss at iteration {iteration}: {_bad_terms(terms)}; "
         f"training stopped, the last checkpoint on disk is the last good state (try a lower train.lr)"
     )
+
+
+def _bad_terms(terms: Mapping[str, paddle.Tensor]) -> str:
+    """The non-finite loss terms with their values ("in another data-parallel process" if none here)."""
+    values = {k: float(v) for k, v in terms.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    return ", ".join(f"{k}={values[k]}" for k in bad) if bad else "in another data-parallel process"
