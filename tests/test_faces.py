@@ -95,11 +95,12 @@ def test_two_people_both_found_largest_first(astronaut):
     assert_box_near(large[0].box, FACE)
 
 
-@pytest.mark.parametrize("name", ["chelsea", "coffee", "rocket", "immunohistochemistry"])
+@pytest.mark.parametrize("name", ["chelsea", "coins", "moon", "clock"])
 def test_no_face_in_pictures_without_one(name):
-    """False detections: the face cascade alone fires on some of these (see the report command in
-    prepare_faces' measurement); confirmed by a pair of eyes, none is left."""
-    assert find_faces(np.ascontiguousarray(getattr(skimage_data, name)()[..., :3])) == []
+    """False detections: the face cascade alone puts boxes on coins, moon and clock; confirmed by the eyes, none is
+    left (all of scikit-image's pictures: tests/helpers/face_detection_rates.py)."""
+    picture = getattr(skimage_data, name)()
+    assert find_faces(np.stack([picture] * 3, -1) if picture.ndim == 2 else picture) == []
 
 
 # ----------------------------------------------------------------------------------------------- preparing

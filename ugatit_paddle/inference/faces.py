@@ -40,7 +40,7 @@ EYE_CASCADE = "haarcascade_eye.xml"
 SEARCH_SIZE = 800  # photos are searched with their longest side reduced to this (boxes mapped back)
 MIN_FACE_SIZE = 40  # default smallest face (box width, photo pixels) worth a crop: 40 px -> 80 px crop
 FACE_NEIGHBORS = 5  # minNeighbors of the face cascade (OpenCV's samples use 3-5)
-STRONG_NEIGHBORS = 20  # a face without a pair of eyes found is kept only with this many overlapping hits
+STRONG_NEIGHBORS = 20  # a face with one eye found (not two) is kept only with this many overlapping hits
 EYE_FACE_SIZE = 160  # face boxes are resampled to this width for the eye search
 
 # ----------------------------------------------------------------------------------------------- crop
@@ -150,9 +150,12 @@ def find_faces(image: Image.Image | np.ndarray, max_faces: int | None = None,
 
     The photo is searched with its longest side reduced to SEARCH_SIZE (boxes mapped back to its pixels), by
     OpenCV's frontal-face cascade with FACE_NEIGHBORS; each hit is then searched for eyes at full resolution.
-    A hit without a plausible pair of eyes (one in each half, level within 35 degrees, 25-65 % of the box apart)
-    is taken for a false detection unless it is very strong (STRONG_NEIGHBORS overlapping hits): textures such
-    as fur, foliage, fabric or text trip the face cascade, rarely the eye cascade twice in the right places.
+    A hit is kept when a plausible pair of eyes is found in it (one in each half, level within 35 degrees, 35-65 %
+    of the box apart), or one eye and the hit is strong (STRONG_NEIGHBORS overlapping hits: a face with glasses
+    or half in shadow): textures such as coins, fur, craters or fabric trip the face cascade, rarely the eye
+    cascade in the right places. Measured (tests/helpers/face_detection_rates.py) on scikit-image's pictures:
+    false boxes on 66 pictures without a face 30 -> 0; the astronaut found at all 12 scales and tilts tried;
+    LFW faces (25 px, enlarged) 98 -> 91 of 100: a few blurry faces are the price.
     """
     gray = _gray(image)
     height, width = gray.shape
@@ -169,8 +172,9 @@ def find_faces(image: Image.Image | np.ndarray, max_faces: int | None = None,
         box = _clip_box(box, width, height)
         if box[2] < min_size:
             continue
-        eyes = _eye_pair(_find_eyes(gray, box), box)
-        if eyes is None and count < STRONG_NEIGHBORS:
+        candidates = _find_eyes(gray, box)
+        eyes = _eye_pair(candidates, box)
+        if eyes is None and not (candidates and count >= STRONG_NEIGHBORS):
             continue
         found.append(Detection(box, eyes))
     found.sort(key=lambda d: (-d.box[2] * d.box[3], d.box[0], d.box[1]))
@@ -205,8 +209,8 @@ def _find_eyes(gray: np.ndarray, box: Box) -> list[tuple[Point, float]]:
 
 
 def _eye_pair(candidates: list[tuple[Point, float]], box: Box) -> tuple[Point, Point] | None:
-    """The most plausible (left, right) pair: one eye in each half of the box, similar sizes, 25-65 % of the
-    box width apart; None when there is no such pair."""
+    """The most plausible (left, right) pair: one eye in each half of the box, sizes within a factor 2, 35-65 % of
+    the box width apart (about 50 % on faces); None when there is no such pair."""
     x, _, w, _ = box
     middle = x + w / 2
     best, best_cost = None, math.inf
@@ -215,7 +219,7 @@ def _eye_pair(candidates: list[tuple[Point, float]], box: Box) -> tuple[Point, P
             if not (left[0] < middle < right[0]):
                 continue
             distance = math.dist(left, right)
-            if not 0.25 * w <= distance <= 0.65 * w:
+            if not 0.35 * w <= distance <= 0.65 * w or not 0.5 <= left_size / right_size <= 2:
                 continue
             slope = abs(right[1] - left[1]) / (right[0] - left[0])
             if slope > math.tan(math.radians(35)):
