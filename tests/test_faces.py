@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,9 @@ from ugatit_paddle.inference import faces
 from ugatit_paddle.inference.faces import PhotoError, find_faces, load_photo, prepare_faces
 from ugatit_paddle.visualize import SHEET_TILE, face_sheet
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the dev extra) ships the test photos")
+from helpers.photos import CHIN, FACE, HAIR_TOP, HEAD_ANGLE, TOLERANCE, box_near, save_sideways
 
-# The astronaut's face (x, y, w, h) in astronaut.png (512 x 512), found by drawing boxes on the photo: brows to
-# chin, cheek to cheek. Her head is turned about 3 degrees clockwise (the eye on the right of the picture is lower).
-FACE = (177, 66, 95, 95)
-HEAD_ANGLE = -3.3  # degrees, counter-clockwise on screen; eye centres (202, 101) and (247, 104) by inspection
-HAIR_TOP, CHIN = 20, 161  # y of the top of her hair and of her chin
-TOLERANCE = 0.15  # a box is where the face is when x, y, w and h are all within 15 % of the face width
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the dev extra) ships the test photos")
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +26,7 @@ def astronaut() -> Image.Image:
 
 
 def assert_box_near(box, expected) -> None:
-    limit = TOLERANCE * expected[2]
-    assert all(abs(a - b) <= limit for a, b in zip(box, expected)), f"found {box}, the face is at {expected}"
+    assert box_near(box, expected), f"found {box}, the face is at {expected}"
 
 
 def scaled(box, factor: float, offset=(0, 0)):
@@ -178,14 +171,12 @@ def test_face_sheet(astronaut):
 # ------------------------------------------------------------------------------------------------- loading
 def test_load_photo_applies_exif_orientation(astronaut, tmp_path):
     """A phone stores a portrait sideways with Orientation 6 (turn 90 degrees clockwise to view)."""
-    sideways = astronaut.transpose(Image.Transpose.ROTATE_90)  # what the sensor wrote
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    path = tmp_path / "phone.jpg"
-    sideways.save(path, quality=95, exif=exif)
+    upright = astronaut.crop((0, 0, 512, 400))
+    path = save_sideways(upright, tmp_path / "phone.jpg")
+    assert Image.open(path).size == (400, 512)  # as stored
     photo = load_photo(path)
-    assert photo.mode == "RGB" and photo.size == (512, 512)
-    assert np.abs(np.asarray(photo, float) - np.asarray(astronaut, float)).mean() < 3  # upright again (JPEG)
+    assert photo.mode == "RGB" and photo.size == (512, 400)
+    assert np.abs(np.asarray(photo, float) - np.asarray(upright, float)).mean() < 3  # upright again (JPEG)
     assert_box_near(find_faces(photo)[0].box, FACE)
     with open(path, "rb") as file:  # a file object (an upload) as well
         assert np.array_equal(np.asarray(load_photo(file)), np.asarray(photo))
