@@ -19,6 +19,7 @@ from ugatit_paddle.formats.torch_writer import save_torch
 from ugatit_paddle.models import build_networks
 from ugatit_paddle.inference.translate import Translator, collect_inputs, output_names
 from ugatit_paddle.data import eval_transform
+from ugatit_paddle.inference import faces
 from ugatit_paddle.inference.faces import load_photo, prepare_faces
 from ugatit_paddle.visualize import SHEET_TILE, image_tile
 
@@ -250,9 +251,10 @@ def test_predict_face_writes_each_face_faces_json_and_sheets(work, photos, tmp_p
     assert "translated 5 faces of 4 photos, the centre square of 1 without a face (A2B)" in captured.out
     assert f"{photos / 'chelsea.png'}: no face found: the centre square is used" in captured.err
     written = {p.name for p in out.iterdir()}
-    faces = [f"{stem}_face{k}" for stem, k in (("astronaut", 1), ("phone", 1), ("chelsea", 1), ("two", 1), ("two", 2))]
+    face_names = [f"{stem}_face{k}" for stem, k in (("astronaut", 1), ("phone", 1), ("chelsea", 1), ("two", 1), ("two", 2))]
     sheets = {f"{stem}_face_sheet.png" for stem in ("astronaut", "phone", "chelsea", "two")}
-    assert written == {f"{f}.png" for f in faces} | {f"{f}_heatmap.png" for f in faces} | sheets | {"faces.json"}
+    assert written == ({f"{f}.png" for f in face_names} | {f"{f}_heatmap.png" for f in face_names} | sheets
+                       | {"faces.json"})
 
     records = json.loads((out / "faces.json").read_text())
     assert set(records) == {"astronaut.png", "phone.jpg", "chelsea.png", "two.png"}
@@ -313,9 +315,16 @@ def test_predict_face_strict_and_max_faces(work, photos, tmp_path, load_tool, ca
         assert exit_info.value.code == 2
 
 
-def test_predict_applies_exif_orientation(work, photos, tmp_path, load_tool):
-    """Without --face too: phone.jpg is stored 400 x 512 and shown 512 x 400."""
+def test_predict_applies_exif_orientation_and_bounds_photos(work, photos, tmp_path, load_tool, capsys, monkeypatch):
+    """Without --face too: phone.jpg is stored 400 x 512 and shown 512 x 400. A photo over the pixel limit is
+    skipped with a warning naming it."""
     ckpt = str(checkpoint.latest_checkpoint(work / "out"))
-    assert load_tool("predict").main(["--checkpoint", ckpt, "--input", str(photos / "phone.jpg"), "--output",
-                                      str(tmp_path), "--keep-size"]) == 0
+    predict = load_tool("predict")
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "phone.jpg"), "--output", str(tmp_path),
+                         "--keep-size"]) == 0
     assert Image.open(tmp_path / "phone.png").size == (512, 400)
+    monkeypatch.setattr(faces, "MAX_PHOTO_PIXELS", 512 * 400 - 1)
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "phone.jpg"), "--output",
+                         str(tmp_path / "big"), "--face"]) == 1
+    err = capsys.readouterr().err
+    assert f"skipping unreadable image {photos / 'phone.jpg'}" in err and "more than the limit of" in err

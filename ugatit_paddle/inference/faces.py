@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -125,8 +125,17 @@ class Detection:
         return -math.degrees(math.atan2(ry - ly, rx - lx))
 
 
-@lru_cache(maxsize=None)
+_loaded = threading.local()  # one classifier per thread: OpenCV does not promise that sharing one is safe
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
+    cascades = _loaded.__dict__.setdefault("cascades", {})
+    if name not in cascades:
+        cascades[name] = _load_cascade(name)
+    return cascades[name]
+
+
+def _load_cascade(name: str) -> cv2.CascadeClassifier:
     if not hasattr(cv2, "CascadeClassifier"):
         raise RuntimeError(f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved it out of the main "
                            "wheel): pip install 'opencv-python-headless>=4.5,<5'")
