@@ -65,8 +65,7 @@ def load_photo(source: str | Path | IO[bytes]) -> Image.Image:
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "uploaded photo")
     size = _byte_size(source)
     if size is not None and size > MAX_PHOTO_BYTES:
-        raise PhotoError(f"{name}: file of {size / 2**20:.0f} MB is larger than the {MAX_PHOTO_BYTES / 2**20:.0f} MB "
-                         "limit for photos")
+        raise PhotoError(f"{name}: file of {size:,} bytes is larger than the limit for photos ({MAX_PHOTO_BYTES:,})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
