@@ -295,10 +295,16 @@ def test_predict_face_strict_and_max_faces(work, photos, tmp_path, load_tool, ca
     assert [f["output"] for f in records["two.png"]["faces"]] == ["two_face1.jpg"]
     assert box_near(records["two.png"]["faces"][0]["box"], FACE)  # the larger face
 
-    # a second run into the same folder keeps the first one's entries
-    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "astronaut.png"), "--output", str(out),
-                         "--face"]) == 0
-    assert set(json.loads((out / "faces.json").read_text())) == {"two.png", "chelsea.png", "astronaut.png"}
+    # a second run into the same folder keeps the first one's entries; a name given twice gets "_2"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "astronaut.png").write_bytes((photos / "two.png").read_bytes())
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "astronaut.png"),
+                         str(tmp_path / "other" / "astronaut.png"), "--output", str(out), "--face"]) == 0
+    records = json.loads((out / "faces.json").read_text())
+    assert set(records) == {"two.png", "chelsea.png", "astronaut.png", "astronaut_2.png"}
+    assert records["astronaut.png"]["size"] == [512, 512] and records["astronaut_2.png"]["size"] == [896, 512]
+    assert [f["output"] for f in records["astronaut_2.png"]["faces"]] == ["astronaut_2_face1.png",
+                                                                          "astronaut_2_face2.png"]
     assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "chelsea.png"), "--output", str(tmp_path / "x"),
                          "--face", "--face-strict"]) == 1
     assert "no faces found" in capsys.readouterr().err

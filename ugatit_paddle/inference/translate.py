@@ -363,10 +363,10 @@ def translate_files(translator: Translator, inputs: Sequence[tuple[Path, PurePos
 
     With `faces` (see FaceOptions), each face of a photo is translated instead, largest first, to
     `<stem>_face<K>.<format>` (K = 1, 2, ...; with `heatmap` also `<stem>_face<K>_heatmap.<format>`), and
-    `output_dir/faces.json` records for each input (key: its relative name) {"size": [W, H], "fallback": bool,
-    "faces": [{"box": [x, y, w, h], "angle": degrees, "crop": [[x, y] x 4], "output": "<file>"}]} in pixels of
-    the photo after EXIF orientation (rewritten after every photo; entries of earlier runs are kept). A photo
-    without a face is reported through `on_warning(path, message)`.
+    `output_dir/faces.json` records for each input (key: its relative name; a repeated one gets `_2`, ...)
+    {"size": [W, H], "fallback": bool, "faces": [{"box": [x, y, w, h], "angle": degrees, "crop": [[x, y] x 4],
+    "output": "<file>"}]} in pixels of the photo after EXIF orientation (rewritten after every photo; entries of
+    earlier runs are kept). A photo without a face is reported through `on_warning(path, message)`.
     """
     if faces is not None:
         return _translate_faces(translator, inputs, Path(output_dir), keep_size, heatmap, image_format, on_skip,
@@ -425,11 +425,12 @@ def _translate_faces(translator: Translator, inputs: Sequence[tuple[Path, PurePo
                      on_warning: Callable[[Path, str], None] | None) -> PredictResult:
     suffix = "." + image_format.lower().lstrip(".")
     stems = output_names([name for _, name in inputs], suffix)
+    keys = unique_names([name for _, name in inputs])  # two folders' a.jpg: "a.jpg", "a_2.jpg"
     taken: set[PurePosixPath] = set()
     records = _read_faces_json(output_dir / FACES_JSON)
     result = PredictResult()
     warned_b2a = False
-    for (path, relative), stem in zip(inputs, stems):
+    for (path, _), stem, key in zip(inputs, stems, keys):
         photo = _read(path, result, on_skip)
         if photo is None:
             continue
@@ -462,7 +463,7 @@ def _translate_faces(translator: Translator, inputs: Sequence[tuple[Path, PurePo
                                [heat for _, heat in outputs] if heatmap else None)
             (output_dir / sheet_name).parent.mkdir(parents=True, exist_ok=True)
             sheet.save(output_dir / sheet_name)
-        records[relative.as_posix()] = preparation.to_json([name.as_posix() for name in names])
+        records[key.as_posix()] = preparation.to_json([name.as_posix() for name in names])
         _write_json(output_dir / FACES_JSON, records)
     return result
 
