@@ -251,15 +251,16 @@ def test_predict_face_writes_each_face_faces_json_and_sheets(work, photos, tmp_p
     assert "translated 5 faces of 4 photos, the centre square of 1 without a face (A2B)" in captured.out
     assert f"{photos / 'chelsea.png'}: no face found: the centre square is used" in captured.err
     written = {p.name for p in out.iterdir()}
-    face_names = [f"{stem}_face{k}" for stem, k in (("astronaut", 1), ("phone", 1), ("chelsea", 1), ("two", 1), ("two", 2))]
+    face_names = ["astronaut_face1", "phone_face1", "chelsea_face1", "two_face1", "two_face2"]
     sheets = {f"{stem}_face_sheet.png" for stem in ("astronaut", "phone", "chelsea", "two")}
     assert written == ({f"{f}.png" for f in face_names} | {f"{f}_heatmap.png" for f in face_names} | sheets
                        | {"faces.json"})
 
     records = json.loads((out / "faces.json").read_text())
     assert set(records) == {"astronaut.png", "phone.jpg", "chelsea.png", "two.png"}
+    second = tuple(v * 0.75 + o for v, o in zip(FACE, (512, 128, 0, 0)))  # the smaller astronaut of two.png
     for name, size, boxes in (("astronaut.png", [512, 512], [FACE]), ("phone.jpg", [512, 400], [FACE]),
-                              ("two.png", [896, 512], [FACE, tuple(v * 0.75 + o for v, o in zip(FACE, (512, 128, 0, 0)))])):
+                              ("two.png", [896, 512], [FACE, second])):
         record = records[name]
         assert record["size"] == size and record["fallback"] is False  # phone.jpg: pixels after EXIF orientation
         assert len(record["faces"]) == len(boxes)

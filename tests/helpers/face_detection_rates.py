@@ -54,7 +54,8 @@ def as_rgb(picture: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     astronaut = Image.fromarray(data.astronaut())
-    variants = [(astronaut.resize((round(512 * f),) * 2, Image.Resampling.BILINEAR), f) for f in (0.5, 0.75, 1, 1.5, 2, 3)]
+    variants = [(astronaut.resize((round(512 * f),) * 2, Image.Resampling.BILINEAR), f)
+                for f in (0.5, 0.75, 1, 1.5, 2, 3)]
     variants += [(astronaut.rotate(t, resample=Image.Resampling.BILINEAR, center=FACE_CENTRE), 1)
                  for t in (-15, -10, -5, 5, 10, 15)]
     for name, search in (("face cascade", cascade_boxes), ("find_faces", confirmed_boxes)):
