@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -18,7 +19,11 @@ from ugatit_paddle.formats.torch_writer import save_torch
 from ugatit_paddle.models import build_networks
 from ugatit_paddle.inference.translate import Translator, collect_inputs, output_names
 from ugatit_paddle.data import eval_transform
-from ugatit_paddle.visualize import image_tile
+from ugatit_paddle.inference import faces
+from ugatit_paddle.inference.faces import load_photo, prepare_faces
+from ugatit_paddle.visualize import SHEET_TILE, image_tile
+
+from helpers.photos import FACE, box_near, save_sideways
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ModelConfig(img_size=128, ch=8, n_res=1, light=True)
@@ -216,3 +221,117 @@ def test_predict_with_a_halved_or_float64_official_checkpoint(tmp_path, work, st
     diff = np.abs(_image(tmp_path / "pred" / "a_0001.png").astype(int) - _image(tmp_path / "ref" / "a_0001.png"))
     # same float32 weights: a level at most (float32 rounding across processes); float16-rounded ones: one more
     assert diff.max() <= (2 if stored == "float16" else 1)
+
+
+# ------------------------------------------------------------------------------------ tools/predict.py --face
+@pytest.fixture(scope="module")
+def photos(work) -> Path:
+    """photos/{astronaut.png, phone.jpg (512 x 400 stored sideways, EXIF), chelsea.png (a cat), two.png (two
+    astronauts)} made from scikit-image's pictures."""
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the dev extra) ships the test photos")
+    root = work / "photos"
+    root.mkdir()
+    astronaut = Image.fromarray(skimage_data.astronaut())
+    astronaut.save(root / "astronaut.png")
+    save_sideways(astronaut.crop((0, 0, 512, 400)), root / "phone.jpg")
+    Image.fromarray(skimage_data.chelsea()).save(root / "chelsea.png")
+    two = Image.new("RGB", (512 + 384, 512), (200, 200, 200))
+    two.paste(astronaut.resize((384, 384), Image.Resampling.BILINEAR), (512, 128))
+    two.paste(astronaut, (0, 0))
+    two.save(root / "two.png")
+    return root
+
+
+def test_predict_face_writes_each_face_faces_json_and_sheets(work, photos, tmp_path, load_tool, capsys):
+    ckpt = checkpoint.latest_checkpoint(work / "out")
+    out = tmp_path / "faces"
+    assert load_tool("predict").main(["--checkpoint", str(ckpt), "--input", str(photos), "--output", str(out),
+                                      "--face", "--heatmap", "--face-sheet"]) == 0
+    captured = capsys.readouterr()
+    assert "translated 5 faces of 4 photos, the centre square of 1 without a face (A2B)" in captured.out
+    assert f"{photos / 'chelsea.png'}: no face found: the centre square is used" in captured.err
+    written = {p.name for p in out.iterdir()}
+    face_names = ["astronaut_face1", "phone_face1", "chelsea_face1", "two_face1", "two_face2"]
+    sheets = {f"{stem}_face_sheet.png" for stem in ("astronaut", "phone", "chelsea", "two")}
+    assert written == ({f"{f}.png" for f in face_names} | {f"{f}_heatmap.png" for f in face_names} | sheets
+                       | {"faces.json"})
+
+    records = json.loads((out / "faces.json").read_text())
+    assert set(records) == {"astronaut.png", "phone.jpg", "chelsea.png", "two.png"}
+    second = tuple(v * 0.75 + o for v, o in zip(FACE, (512, 128, 0, 0)))  # the smaller astronaut of two.png
+    for name, size, boxes in (("astronaut.png", [512, 512], [FACE]), ("phone.jpg", [512, 400], [FACE]),
+                              ("two.png", [896, 512], [FACE, second])):
+        record = records[name]
+        assert record["size"] == size and record["fallback"] is False  # phone.jpg: pixels after EXIF orientation
+        assert len(record["faces"]) == len(boxes)
+        for face, box in zip(record["faces"], boxes):
+            assert box_near(face["box"], box), (name, face["box"], box)
+            assert len(face["crop"]) == 4 and (out / face["output"]).is_file()
+    assert records["chelsea.png"]["fallback"] is True
+    assert records["chelsea.png"]["faces"][0]["box"] == [75, 0, 300, 300]  # the centre square of 451 x 300
+
+    # what the page does (prepare_faces, then translate_with_heatmap on each face) gives the same pictures
+    translator = Translator.from_checkpoint(ckpt)
+    face = prepare_faces(load_photo(photos / "phone.jpg")).faces[0]
+    page, heat = translator.translate_with_heatmap(face.image)
+    assert page.size == (S, S)
+    assert np.abs(np.asarray(page).astype(int) - _image(out / "phone_face1.png")).max() <= 1
+    assert np.abs(np.asarray(heat).astype(int) - _image(out / "phone_face1_heatmap.png")).max() <= 1
+    sheet = Image.open(out / "two_face_sheet.png")
+    assert sheet.height == 2 * SHEET_TILE and sheet.width > 3 * SHEET_TILE  # photo, crop, translation, heatmap
+
+
+def test_predict_face_strict_and_max_faces(work, photos, tmp_path, load_tool, capsys):
+    predict = load_tool("predict")
+    ckpt = str(checkpoint.latest_checkpoint(work / "out"))
+    out = tmp_path / "strict"
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "two.png"), str(photos / "chelsea.png"),
+                         "--output", str(out), "--face", "--face-strict", "--max-faces", "1", "--format", "jpg"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped 1 without a face: {photos / 'chelsea.png'}" in captured.out
+    assert f"{photos / 'chelsea.png'}: no face found: skipped (strict)" in captured.err
+    assert {p.name for p in out.iterdir()} == {"two_face1.jpg", "faces.json"}
+    records = json.loads((out / "faces.json").read_text())
+    assert records["chelsea.png"] == {"size": [451, 300], "fallback": False, "faces": []}
+    assert [f["output"] for f in records["two.png"]["faces"]] == ["two_face1.jpg"]
+    assert box_near(records["two.png"]["faces"][0]["box"], FACE)  # the larger face
+
+    # a second run into the same folder keeps the first one's entries; a name given twice gets "_2"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "astronaut.png").write_bytes((photos / "two.png").read_bytes())
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "astronaut.png"),
+                         str(tmp_path / "other" / "astronaut.png"), "--output", str(out), "--face"]) == 0
+    records = json.loads((out / "faces.json").read_text())
+    assert set(records) == {"two.png", "chelsea.png", "astronaut.png", "astronaut_2.png"}
+    assert records["astronaut.png"]["size"] == [512, 512] and records["astronaut_2.png"]["size"] == [896, 512]
+    assert [f["output"] for f in records["astronaut_2.png"]["faces"]] == ["astronaut_2_face1.png",
+                                                                          "astronaut_2_face2.png"]
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "chelsea.png"), "--output", str(tmp_path / "x"),
+                         "--face", "--face-strict"]) == 1
+    assert "no faces found" in capsys.readouterr().err
+
+    # B2A: the centre square, said once
+    assert predict.main(["--checkpoint", ckpt, "--direction", "B2A", "--input", str(photos / "two.png"),
+                         str(photos / "astronaut.png"), "--output", str(tmp_path / "b2a"), "--face"]) == 0
+    assert capsys.readouterr().err.count("do not find anime faces") == 1
+    assert json.loads((tmp_path / "b2a" / "faces.json").read_text())["two.png"]["faces"][0]["box"] == [192, 0, 512, 512]
+
+    for wrong in (["--max-faces", "1"], ["--face-sheet"], ["--face", "--max-faces", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main(["--checkpoint", ckpt, "--input", str(photos), "--output", str(tmp_path), *wrong])
+        assert exit_info.value.code == 2
+
+
+def test_predict_applies_exif_orientation_and_bounds_photos(work, photos, tmp_path, load_tool, capsys, monkeypatch):
+    """Without --face too: phone.jpg is stored 400 x 512 and shown 512 x 400. A photo over the pixel limit is
+    skipped with a warning naming it."""
+    ckpt = str(checkpoint.latest_checkpoint(work / "out"))
+    predict = load_tool("predict")
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "phone.jpg"), "--output", str(tmp_path),
+                         "--keep-size"]) == 0
+    assert Image.open(tmp_path / "phone.png").size == (512, 400)
+    monkeypatch.setattr(faces, "MAX_PHOTO_PIXELS", 512 * 400 - 1)
+    assert predict.main(["--checkpoint", ckpt, "--input", str(photos / "phone.jpg"), "--output",
+                         str(tmp_path / "big"), "--face"]) == 1
+    err = capsys.readouterr().err
+    assert f"skipping unreadable image {photos / 'phone.jpg'}" in err and "more than the limit of" in err
