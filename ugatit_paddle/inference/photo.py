@@ -1,0 +1,74 @@
+"""A photo in, its faces as anime out: the translation behind the page (`ugatit_paddle.app`), as a plain function.
+
+    result = translate_photo(translator, "me.jpg")             # faces found, aligned, cropped (faces.py)
+    for face in result.faces:
+        face.crop, face.translation, face.heatmap                 # PIL images, S x S (the model's size)
+
+With `find_faces` the photo goes through `faces.prepare_faces` exactly as `predict.py --face` does it (EXIF
+applied by `faces.load_photo`, every face largest first, the centre square when none is found), so the page
+shows the same pixels predict.py writes. Without it the whole photo is translated, squeezed to S x S as
+predict.py without --face does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from .translate import Translator
+
+MAX_PHOTO_BYTES = 20 * 1000 * 1000  # an uploaded file larger than this is refused (the page passes it to Gradio)
+MAX_FACES = 8  # faces translated per photo on the page
+
+
+class PhotoError(ValueError):
+    """A photo the page refuses (too large, unreadable)."""
+
+
+@dataclass
+class FaceResult:
+    """One face: where it is in the photo (x, y, w, h after EXIF orientation; the whole photo without face
+    preparation), the aligned crop the model saw, its translation and CAM heatmap (S x S)."""
+
+    box: tuple[int, int, int, int]
+    crop: Image.Image
+    translation: Image.Image
+    heatmap: Image.Image
+
+
+@dataclass
+class PhotoResult:
+    """All faces of one photo (largest first); `fallback` when no face was found and the centre square was used."""
+
+    size: tuple[int, int]
+    fallback: bool
+    faces: list[FaceResult] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.fallback:
+            return "No face found: the centre square of the photo was translated."
+        n = len(self.faces)
+        return f"{n} face{'s' if n != 1 else ''} translated." if n else "Translated the whole photo."
+
+
+def translate_photo(translator: Translator, photo: str | Path, find_faces: bool = True,
+                    max_faces: int | None = MAX_FACES) -> PhotoResult:
+    """Translate the faces of the photo file `photo` (or the whole photo) with `translator`."""
+    from .faces import load_photo, prepare_faces
+
+    path = Path(photo)
+    if path.stat().st_size > MAX_PHOTO_BYTES:
+        raise PhotoError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {MAX_PHOTO_BYTES / 1e6:.0f} MB")
+    image = load_photo(path)
+    if not find_faces:
+        out, heat = translator.translate_with_heatmap(image)
+        crop = image.resize((translator.img_size,) * 2, Image.Resampling.BILINEAR)
+        return PhotoResult(image.size, False, [FaceResult((0, 0, *image.size), crop, out, heat)])
+    prepared = prepare_faces(image, max_faces=max_faces, strict=False, direction=translator.direction)
+    crops = [face.image for face in prepared.faces]
+    outputs = translator.translate_batch_with_heatmaps(crops)
+    faces = [FaceResult(tuple(int(v) for v in face.box), face.image, out, heat)
+             for face, (out, heat) in zip(prepared.faces, outputs)]
+    return PhotoResult(tuple(prepared.size), prepared.fallback, faces)
