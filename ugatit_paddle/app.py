@@ -10,6 +10,7 @@ Which model, when none is named (`default_model`): the newest generator file und
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from .demo.run import DEFAULT_CONFIG
 from .formats.checkpoint import latest_checkpoint
 from .inference.photo import MAX_PHOTO_BYTES, PhotoError, PhotoResult, translate_photo
 from .inference.translate import Translator
+from .models import DIRECTIONS
 from .pretrained import PRETRAINED_DIR, newest_generator
 
 DEMO_OUTPUT_DIR = Path("work/demo")  # output_dir of configs/demo.yaml
@@ -91,8 +93,24 @@ def build_page(translate: PhotoTranslator, model_name: str):
     return page
 
 
+def make_page(checkpoint: str | Path | None = None, inference_model: str | Path | None = None,
+              onnx: str | Path | None = None):
+    """(the page, the model's name) for a checkpoint (default: `default_model()`), an exported inference model
+    or an ONNX model. An AI Studio Gradio app's entry file can be `make_page()[0].launch()`."""
+    if inference_model or onnx:
+        single = Translator.from_onnx(onnx) if onnx else Translator.from_inference_model(inference_model)
+        name, translate = str(onnx or inference_model), PhotoTranslator(lambda d: single, (single.direction,))
+    else:
+        path = checkpoint or default_model()
+        Translator.from_checkpoint(path)  # fails here, not in the page, when the file is unusable
+        name = str(path)
+        translate = PhotoTranslator(lambda d: Translator.from_checkpoint(path, d), tuple(DIRECTIONS))
+    return build_page(translate, name), name
+
+
 def launch(page, host: str = HOST, port: int = PORT, block: bool = True) -> None:
     """Serve `page` on host:port (127.0.0.1 unless told), uploads bounded by MAX_PHOTO_BYTES, no share link."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up checks, logged per request
     page.launch(server_name=host, server_port=port, share=False, max_file_size=MAX_PHOTO_BYTES, ssr_mode=False,
                 inbrowser=False, prevent_thread_lock=not block, quiet=True)
 

@@ -14,11 +14,9 @@ import argparse
 import sys
 
 from ugatit_paddle import cli
-from ugatit_paddle.app import HOST, PORT, NoModelError, PhotoTranslator, build_page, default_model, launch
+from ugatit_paddle.app import HOST, PORT, NoModelError, launch, make_page
 from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.inference.export import ExportError
-from ugatit_paddle.inference.translate import Translator
-from ugatit_paddle.models import DIRECTIONS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,16 +34,10 @@ def main(argv: list[str] | None = None) -> int:
             import gradio  # noqa: F401
         except ImportError:
             return cli.report_error('the page needs Gradio: pip install "gradio==6.31.0"')
-        if a.inference_model or a.onnx:
-            single = (Translator.from_onnx(a.onnx) if a.onnx else Translator.from_inference_model(a.inference_model))
-            name, translate = a.onnx or a.inference_model, PhotoTranslator(lambda d: single, (single.direction,))
-        else:
-            path = a.checkpoint or default_model()
-            Translator.from_checkpoint(path)  # fails here, not in the page, when the file is unusable
-            name, translate = str(path), PhotoTranslator(lambda d: Translator.from_checkpoint(path, d), tuple(DIRECTIONS))
+        page, name = make_page(a.checkpoint, a.inference_model, a.onnx)
         print(f"model: {name}")
         print(f"open http://{a.host}:{a.port} (Ctrl-C stops)", flush=True)
-        launch(build_page(translate, name), a.host, a.port)
+        launch(page, a.host, a.port)
         return cli.EXIT_OK
 
     return cli.run(work, failures=(NoModelError, CheckpointError, ExportError, OSError))
