@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .demo.run import DEFAULT_CONFIG
 from .formats.checkpoint import latest_checkpoint
-from .inference.photo import MAX_PHOTO_BYTES, PhotoError, PhotoResult, translate_photo
+from .inference.faces import MAX_PHOTO_BYTES, PhotoError
+from .inference.photo import PhotoResult, translate_photo
 from .inference.translate import Translator
 from .models import DIRECTIONS
 from .pretrained import PRETRAINED_DIR, newest_generator
@@ -51,7 +52,7 @@ class PhotoTranslator:
 
     def __call__(self, photo: str | Path, find_faces: bool, direction: str) -> PhotoResult:
         if direction not in self.directions:
-            raise PhotoError(f"this model translates {', '.join(self.directions)} only")
+            raise ValueError(f"this model translates {', '.join(self.directions)} only")
         if direction not in self._translators:
             self._translators[direction] = self.make(direction)
         return translate_photo(self._translators[direction], photo, find_faces)

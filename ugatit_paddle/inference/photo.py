@@ -17,20 +17,17 @@ from pathlib import Path
 
 from PIL import Image
 
+from .faces import load_photo, prepare_faces
 from .translate import Translator
 
-MAX_PHOTO_BYTES = 20 * 1000 * 1000  # an uploaded file larger than this is refused (the page passes it to Gradio)
 MAX_FACES = 8  # faces translated per photo on the page
-
-
-class PhotoError(ValueError):
-    """A photo the page refuses (too large, unreadable)."""
 
 
 @dataclass
 class FaceResult:
     """One face: where it is in the photo (x, y, w, h after EXIF orientation; the whole photo without face
-    preparation), the aligned crop the model saw, its translation and CAM heatmap (S x S)."""
+    preparation), the aligned crop the model saw (before its resize to S x S), its translation and CAM heatmap
+    (S x S)."""
 
     box: tuple[int, int, int, int]
     crop: Image.Image
@@ -40,28 +37,26 @@ class FaceResult:
 
 @dataclass
 class PhotoResult:
-    """All faces of one photo (largest first); `fallback` when no face was found and the centre square was used."""
+    """All faces of one photo (largest first); `fallback` when the centre square stands in for faces (`note`
+    says why: none found, or B2A)."""
 
     size: tuple[int, int]
     fallback: bool
     faces: list[FaceResult] = field(default_factory=list)
+    note: str = ""
 
     def summary(self) -> str:
         if self.fallback:
-            return "No face found: the centre square of the photo was translated."
+            return f"{self.note[:1].upper()}{self.note[1:]}; translated."
         n = len(self.faces)
         return f"{n} face{'s' if n != 1 else ''} translated." if n else "Translated the whole photo."
 
 
 def translate_photo(translator: Translator, photo: str | Path, find_faces: bool = True,
                     max_faces: int | None = MAX_FACES) -> PhotoResult:
-    """Translate the faces of the photo file `photo` (or the whole photo) with `translator`."""
-    from .faces import load_photo, prepare_faces
-
-    path = Path(photo)
-    if path.stat().st_size > MAX_PHOTO_BYTES:
-        raise PhotoError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {MAX_PHOTO_BYTES / 1e6:.0f} MB")
-    image = load_photo(path)
+    """Translate the faces of the photo file `photo` (or the whole photo) with `translator`. Raises
+    faces.PhotoError for an unreadable or too large photo (`faces.load_photo`'s bounds)."""
+    image = load_photo(Path(photo))
     if not find_faces:
         out, heat = translator.translate_with_heatmap(image)
         crop = image.resize((translator.img_size,) * 2, Image.Resampling.BILINEAR)
@@ -71,4 +66,4 @@ def translate_photo(translator: Translator, photo: str | Path, find_faces: bool 
     outputs = translator.translate_batch_with_heatmaps(crops)
     faces = [FaceResult(tuple(int(v) for v in face.box), face.image, out, heat)
              for face, (out, heat) in zip(prepared.faces, outputs)]
-    return PhotoResult(tuple(prepared.size), prepared.fallback, faces)
+    return PhotoResult(tuple(prepared.size), prepared.fallback, faces, prepared.note)
