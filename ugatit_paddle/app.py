@@ -81,7 +81,8 @@ def build_page(translate: PhotoTranslator, model_name: str):
         gr.Markdown(f"## Your photo as anime\nModel: `{model_name}`")
         with gr.Row():
             with gr.Column():
-                photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Photo", elem_id="photo")
+                photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Photo", height=360,
+                                 elem_id="photo")
                 find_faces = gr.Checkbox(True, label="Find, align and crop faces", elem_id="faces")
                 direction = gr.Radio(list(translate.directions), value=translate.directions[0], label="Direction",
                                      elem_id="direction")
@@ -89,7 +90,7 @@ def build_page(translate: PhotoTranslator, model_name: str):
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
                 gallery = gr.Gallery(label="Each face: crop, translation, CAM heatmap", columns=3, format="png",
-                                     elem_id="results")
+                                     height=340, elem_id="results")
         button.click(run, [photo, find_faces, direction], [gallery, status])
     return page
 
