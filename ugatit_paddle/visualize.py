@@ -3,20 +3,29 @@
 A strip is a column of 7 tiles for one input: real, CAM(identity), identity, CAM(translation),
 translation, CAM(cycle), cycle. A sample sheet puts strips side by side; training writes one per direction
 (`A2B_<iteration>.png`, `B2A_<iteration>.png`) of fixed images (`sample_images`). Everything is RGB uint8.
+A face sheet (`face_sheet`, predict --face-sheet) shows a photo with its faces boxed beside each crop and its
+translation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import paddle
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .data import DECODE_ERRORS, eval_transform, find_images, load_rgb
 from .models import DIRECTIONS
+
+if TYPE_CHECKING:
+    from .inference.faces import FacePreparation
+
+SHEET_TILE = 256  # side of each crop and translation on a face sheet
+FACE_COLOUR, BOX_COLOUR, FALLBACK_COLOUR = (0, 220, 0), (255, 220, 0), (255, 128, 0)
 
 
 def image_tile(x: np.ndarray) -> np.ndarray:
@@ -96,3 +105,41 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
+
+
+def face_sheet(photo: Image.Image, preparation: "FacePreparation", translations: Sequence[Image.Image],
+               heatmaps: Sequence[Image.Image] | None = None) -> Image.Image:
+    """One picture of a photo's face preparation: left the photo with each crop square drawn (green, numbered
+    1, 2, ... as the outputs; orange for the centre-square fallback) and each detection box (yellow); right one
+    row per face: the crop, its translation (and heatmap) as SHEET_TILE squares. RGB."""
+    if len(translations) != len(preparation.faces) or (heatmaps is not None and len(heatmaps) != len(translations)):
+        raise ValueError(f"{len(preparation.faces)} faces, {len(translations)} translations"
+                         + (f", {len(heatmaps)} heatmaps" if heatmaps is not None else ""))
+    rows = max(1, len(preparation.faces))
+    columns = 2 if heatmaps is None else 3
+    height = max(2, rows) * SHEET_TILE
+    scale = min(height / photo.height, 2 * height / photo.width)
+    shown = photo.convert("RGB").resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
+                                        Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(shown)
+    width = max(2, round(shown.width / 200))
+    try:
+        font = ImageFont.load_default(size=8 * width)
+    except TypeError:  # Pillow < 10.1: one small bitmap font
+        font = ImageFont.load_default()
+    for k, face in enumerate(preparation.faces, 1):
+        corners = [(x * scale, y * scale) for x, y in face.crop]
+        colour = FALLBACK_COLOUR if preparation.fallback else FACE_COLOUR
+        draw.line(corners + corners[:1], fill=colour, width=width)
+        if not preparation.fallback:
+            x, y, w, h = (v * scale for v in face.box)
+            draw.rectangle((x, y, x + w, y + h), outline=BOX_COLOUR, width=max(1, width // 2))
+        draw.text((corners[0][0] + 2 * width, corners[0][1] + 2 * width), str(k), fill=colour, font=font)
+    sheet = Image.new("RGB", (shown.width + columns * SHEET_TILE, max(shown.height, rows * SHEET_TILE)), "white")
+    sheet.paste(shown, (0, 0))
+    for row, face in enumerate(preparation.faces):
+        tiles = [face.image, translations[row]] + ([heatmaps[row]] if heatmaps is not None else [])
+        for column, tile in enumerate(tiles):
+            tile = tile.convert("RGB").resize((SHEET_TILE, SHEET_TILE), Image.Resampling.BILINEAR)
+            sheet.paste(tile, (shown.width + column * SHEET_TILE, row * SHEET_TILE))
+    return sheet

@@ -6,7 +6,10 @@
 * :func:`translate_test_set` -- what ``tools/test.py`` does: testA -> B and testB -> A with the official
   7-tile strips.
 * :func:`collect_inputs` / :func:`translate_files` -- what ``tools/predict.py`` does: files, folders and
-  globs in, one output file per readable input out.
+  globs in, one output file per readable input out (with ``face=True``: one per face, see `faces`).
+
+Photos are read with :func:`faces.load_photo` (EXIF orientation applied, size bounded); the test set keeps the
+official loader.
 
 Pre- and post-processing are the official test pipeline: bilinear resize to the model's size, [-1, 1]
 scaling (:func:`data.eval_transform`); outputs are the generator's image mapped back to uint8 and, with
@@ -16,6 +19,8 @@ scaling (:func:`data.eval_transform`); outputs are the generator's image mapped 
 from __future__ import annotations
 
 import glob
+import json
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,18 +31,21 @@ import paddle
 from PIL import Image
 
 from ..data import (
-    DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, load_rgb,
-    to_rgb,
+    DECODE_ERRORS, IMAGE_EXTENSIONS, ImageFolderDataset, eval_transform, find_images, iter_test_batches, to_rgb,
 )
 from ..formats.checkpoint import load_generators
 from ..models import DIRECTIONS, GENERATORS, generator_name
-from ..visualize import heatmap_tile, image_tile, save_png, translation_strips
+from ..visualize import face_sheet, heatmap_tile, image_tile, save_png, translation_strips
 from .export import InferenceModel
+from .faces import Face, load_photo, prepare_faces
 from .onnx import OnnxModel
 
 TEST_FOLDERS = {"A2B": "testA", "B2A": "testB"}
 STRIPS_DIR = "strips"  # sub-folder of the test outputs holding the 7-tile strips
 HEATMAP_SUFFIX = "_heatmap"  # predict --heatmap writes `<stem>_heatmap.png` next to `<stem>.png`
+FACE_SUFFIX = "_face"  # predict --face writes `<stem>_face1.png`, `<stem>_face2.png`, ... (largest face first)
+SHEET_SUFFIX = "_face_sheet"  # predict --face-sheet writes `<stem>_face_sheet.png`
+FACES_JSON = "faces.json"  # predict --face: where each face was found, per input (see translate_files)
 TRANSLATION_TILE = 4  # index of the translation in a strip (see visualize.translation_strips)
 BATCH_SIZE = 8  # images per generator forward pass, unless the caller says otherwise
 
@@ -117,6 +125,22 @@ class Translator:
     def translate_with_heatmap(self, image: ImageInput, keep_size: bool = False) -> tuple[Image.Image, Image.Image]:
         """One image -> (translation, CAM heatmap tile of the same size, JET colours)."""
         return self.translate_batch_with_heatmaps([image], keep_size)[0]
+
+    def translate_faces(self, faces: Sequence[Face], heatmaps: bool = False, keep_size: bool = False
+                        ) -> list[tuple[Image.Image, Image.Image | None]]:
+        """The faces of `faces.prepare_faces(photo).faces` -> (translation, CAM heatmap or None) each, in order:
+        S x S, or each crop's size with `keep_size`.
+
+        The same as `translate_with_heatmap(face.image)` for each face (what the page does), batched:
+
+            preparation = prepare_faces(load_photo("me.jpg"))
+            for face, (anime, heat) in zip(preparation.faces, translator.translate_faces(preparation.faces, True)):
+                ...
+        """
+        images = [face.image for face in faces]
+        if heatmaps:
+            return self.translate_batch_with_heatmaps(images, keep_size)
+        return [(out, None) for out in self.translate_batch(images, keep_size)]
 
     def translate_batch(self, images: Sequence[ImageInput], keep_size: bool = False) -> list[Image.Image]:
         """Several images (any sizes) -> their translations, in order."""
@@ -287,15 +311,41 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, PurePosixPa
 
 
 @dataclass
+class FaceOptions:
+    """predict --face: translate each face of a photo instead of the whole photo (see `faces.prepare_faces`).
+
+    `max_faces` largest faces per photo (None: all); `strict`: a photo without a face is skipped instead of
+    translated as its centre square; `sheet`: also write `<stem>_face_sheet.<format>` (`visualize.face_sheet`).
+    """
+
+    max_faces: int | None = None
+    strict: bool = False
+    sheet: bool = False
+
+
+@dataclass
 class PredictResult:
-    """What `translate_files` did: the files written and the inputs it could not read (with the reason)."""
+    """What `translate_files` did: the translations written, the inputs it could not read (with the reason) and,
+    with faces, the number of photos translated, those translated as their centre square (no face found) and
+    those skipped for having no face (strict)."""
 
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    photos: int = 0
+    centre_square: list[Path] = field(default_factory=list)
+    no_face: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
-        """'translated 12 images, skipped 1 unreadable: a.jpg'."""
-        text = f"translated {len(self.written)} image{'s' if len(self.written) != 1 else ''}"
+        """'translated 12 images, skipped 1 unreadable: a.jpg'; with faces 'translated 3 faces of 2 photos, ...'."""
+        if self.photos or self.no_face:
+            text = (f"translated {len(self.written)} face{'s' if len(self.written) != 1 else ''} of {self.photos} "
+                    f"photo{'s' if self.photos != 1 else ''}")
+            if self.centre_square:
+                text += f", the centre square of {len(self.centre_square)} without a face"
+            if self.no_face:
+                text += f", skipped {len(self.no_face)} without a face: " + ", ".join(map(str, self.no_face))
+        else:
+            text = f"translated {len(self.written)} image{'s' if len(self.written) != 1 else ''}"
         if self.skipped:
             text += f", skipped {len(self.skipped)} unreadable: " + ", ".join(str(p) for p, _ in self.skipped)
         return text
@@ -303,13 +353,24 @@ class PredictResult:
 
 def translate_files(translator: Translator, inputs: Sequence[tuple[Path, PurePosixPath]], output_dir: str | Path,
                     keep_size: bool = False, heatmap: bool = False, image_format: str = "png",
-                    on_skip: Callable[[Path, str], None] | None = None) -> PredictResult:
+                    on_skip: Callable[[Path, str], None] | None = None, faces: FaceOptions | None = None,
+                    on_warning: Callable[[Path, str], None] | None = None) -> PredictResult:
     """Translate each (file, relative name) of `collect_inputs` to `output_dir/<relative stem>.<format>`.
 
-    With `heatmap`, the CAM heatmap tile (same size as the output) goes to `<stem>_heatmap.<format>` next to
-    it. Unreadable files are skipped (reported through `on_skip(path, reason)` as they happen) and listed in
-    the result.
+    Files are read with `faces.load_photo` (EXIF orientation applied). With `heatmap`, the CAM heatmap tile
+    (same size as the output) goes to `<stem>_heatmap.<format>` next to it. Unreadable files are skipped
+    (reported through `on_skip(path, reason)` as they happen) and listed in the result.
+
+    With `faces` (see FaceOptions), each face of a photo is translated instead, largest first, to
+    `<stem>_face<K>.<format>` (K = 1, 2, ...; with `heatmap` also `<stem>_face<K>_heatmap.<format>`), and
+    `output_dir/faces.json` records for each input (key: its relative name) {"size": [W, H], "fallback": bool,
+    "faces": [{"box": [x, y, w, h], "angle": degrees, "crop": [[x, y] x 4], "output": "<file>"}]} in pixels of
+    the photo after EXIF orientation (rewritten after every photo; entries of earlier runs are kept). A photo
+    without a face is reported through `on_warning(path, message)`.
     """
+    if faces is not None:
+        return _translate_faces(translator, inputs, Path(output_dir), keep_size, heatmap, image_format, on_skip,
+                                faces, on_warning)
     suffix = "." + image_format.lower().lstrip(".")
     names = output_names([name for _, name in inputs], suffix)
     # an input named `x_heatmap.png` must not collide with the heatmap of `x.png`
@@ -335,13 +396,8 @@ def translate_files(translator: Translator, inputs: Sequence[tuple[Path, PurePos
         pending.clear()
 
     for (path, _), name in zip(inputs, names):
-        try:
-            image = load_rgb(path)
-        except DECODE_ERRORS as e:
-            reason = f"{type(e).__name__}: {e}"
-            result.skipped.append((path, reason))
-            if on_skip is not None:
-                on_skip(path, reason)
+        image = _read(path, result, on_skip)
+        if image is None:
             continue
         pending.append((image, name))
         if len(pending) == translator.batch_size:
@@ -349,3 +405,81 @@ def translate_files(translator: Translator, inputs: Sequence[tuple[Path, PurePos
     if pending:
         flush()
     return result
+
+
+def _read(path: Path, result: PredictResult, on_skip: Callable[[Path, str], None] | None) -> Image.Image | None:
+    """`load_photo(path)`, or None with the file recorded as skipped."""
+    try:
+        return load_photo(path)
+    except DECODE_ERRORS as e:
+        reason = f"{type(e).__name__}: {e}"
+        result.skipped.append((path, reason))
+        if on_skip is not None:
+            on_skip(path, reason)
+        return None
+
+
+def _translate_faces(translator: Translator, inputs: Sequence[tuple[Path, PurePosixPath]], output_dir: Path,
+                     keep_size: bool, heatmap: bool, image_format: str,
+                     on_skip: Callable[[Path, str], None] | None, options: FaceOptions,
+                     on_warning: Callable[[Path, str], None] | None) -> PredictResult:
+    suffix = "." + image_format.lower().lstrip(".")
+    stems = output_names([name for _, name in inputs], suffix)
+    taken: set[PurePosixPath] = set()
+    records = _read_faces_json(output_dir / FACES_JSON)
+    result = PredictResult()
+    warned_b2a = False
+    for (path, relative), stem in zip(inputs, stems):
+        photo = _read(path, result, on_skip)
+        if photo is None:
+            continue
+        preparation = prepare_faces(photo, options.max_faces, options.strict, translator.direction)
+        if preparation.fallback and on_warning is not None and (translator.direction != "B2A" or not warned_b2a):
+            on_warning(path, preparation.note)
+            warned_b2a = warned_b2a or translator.direction == "B2A"
+        if not preparation.faces:
+            result.no_face.append(path)
+            if on_warning is not None:
+                on_warning(path, "no face found: skipped (strict)")
+        else:
+            result.photos += 1
+            if preparation.fallback and translator.direction != "B2A":
+                result.centre_square.append(path)
+        outputs = translator.translate_faces(preparation.faces, heatmap, keep_size)
+        names = unique_names([stem.with_name(f"{stem.stem}{FACE_SUFFIX}{k}{suffix}")
+                              for k in range(1, len(outputs) + 1)], taken)
+        for name, (out, heat) in zip(names, outputs):
+            target = output_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out.save(target)
+            if heat is not None:
+                heat_name = unique_names([name.with_name(f"{name.stem}{HEATMAP_SUFFIX}{suffix}")], taken)[0]
+                heat.save(output_dir / heat_name)
+            result.written.append(target)
+        if options.sheet:
+            sheet_name = unique_names([stem.with_name(f"{stem.stem}{SHEET_SUFFIX}{suffix}")], taken)[0]
+            sheet = face_sheet(photo, preparation, [out for out, _ in outputs],
+                               [heat for _, heat in outputs] if heatmap else None)
+            (output_dir / sheet_name).parent.mkdir(parents=True, exist_ok=True)
+            sheet.save(output_dir / sheet_name)
+        records[relative.as_posix()] = preparation.to_json([name.as_posix() for name in names])
+        _write_json(output_dir / FACES_JSON, records)
+    return result
+
+
+def _read_faces_json(path: Path) -> dict:
+    """The faces.json of an earlier run into the same folder (kept, entries replaced per input), or {}."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _write_json(path: Path, records: dict) -> None:
+    """Write atomically: an interrupted run leaves the previous complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in records.items()]  # one input a line
+    partial.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+    os.replace(partial, path)
