@@ -47,6 +47,7 @@ def test_faces_are_the_prepared_crops_translated(translator, astronaut):
         out, heat = translator.translate_with_heatmap(face.image)
         assert got.box == tuple(int(v) for v in face.box)
         assert _same(got.crop, face.image) and _same(got.translation, out) and _same(got.heatmap, heat)
+    assert result.sheet is not None and result.sheet.width > result.sheet.height  # photo left, faces right
     assert not result.fallback and result.summary() == f"{len(result.faces)} face{'s' * (len(result.faces) > 1)} translated."
 
 

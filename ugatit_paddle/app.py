@@ -71,11 +71,11 @@ def build_page(translate: PhotoTranslator, model_name: str):
             result = translate(photo, find_faces, direction)
         except (PhotoError, OSError, ValueError) as e:
             raise gr.Error(str(e)) from None
-        items = []
+        items = []  # (image, caption): crop, translation, heatmap of face 1, then face 2, ...
         for k, face in enumerate(result.faces, 1):
             items += [(face.crop, f"face {k}: photo"), (face.translation, f"face {k}: {direction}"),
                       (face.heatmap, f"face {k}: CAM heatmap")]
-        return items, result.summary()
+        return result.sheet, items, result.summary()
 
     with gr.Blocks(title="U-GAT-IT: your photo as anime", analytics_enabled=False) as page:
         gr.Markdown(f"## Your photo as anime\nModel: `{model_name}`")
@@ -89,9 +89,10 @@ def build_page(translate: PhotoTranslator, model_name: str):
                 button = gr.Button("Translate", variant="primary", elem_id="run")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
+                sheet = gr.Image(label="Faces found", format="png", height=260, interactive=False, elem_id="sheet")
                 gallery = gr.Gallery(label="Each face: crop, translation, CAM heatmap", columns=3, format="png",
                                      height=340, elem_id="results")
-        button.click(run, [photo, find_faces, direction], [gallery, status])
+        button.click(run, [photo, find_faces, direction], [sheet, gallery, status])
     return page
 
 

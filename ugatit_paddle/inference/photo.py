@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..visualize import face_sheet
 from .faces import load_photo, prepare_faces
 from .translate import Translator
 
@@ -38,12 +39,13 @@ class FaceResult:
 @dataclass
 class PhotoResult:
     """All faces of one photo (largest first); `fallback` when the centre square stands in for faces (`note`
-    says why: none found, or B2A)."""
+    says why: none found, or B2A); with face preparation the `sheet` of predict.py --face-sheet."""
 
     size: tuple[int, int]
     fallback: bool
     faces: list[FaceResult] = field(default_factory=list)
     note: str = ""
+    sheet: Image.Image | None = None  # visualize.face_sheet: the photo with the squares found, crops, outputs
 
     def summary(self) -> str:
         if self.fallback:
@@ -62,8 +64,8 @@ def translate_photo(translator: Translator, photo: str | Path, find_faces: bool 
         crop = image.resize((translator.img_size,) * 2, Image.Resampling.BILINEAR)
         return PhotoResult(image.size, False, [FaceResult((0, 0, *image.size), crop, out, heat)])
     prepared = prepare_faces(image, max_faces=max_faces, strict=False, direction=translator.direction)
-    crops = [face.image for face in prepared.faces]
-    outputs = translator.translate_batch_with_heatmaps(crops)
+    outputs = translator.translate_faces(prepared.faces, heatmaps=True)
     faces = [FaceResult(tuple(int(v) for v in face.box), face.image, out, heat)
              for face, (out, heat) in zip(prepared.faces, outputs)]
-    return PhotoResult(tuple(prepared.size), prepared.fallback, faces, prepared.note)
+    sheet = face_sheet(image, prepared, [out for out, _ in outputs], [heat for _, heat in outputs])
+    return PhotoResult(tuple(prepared.size), prepared.fallback, faces, prepared.note, sheet)
