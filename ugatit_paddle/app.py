@@ -89,9 +89,10 @@ def build_page(translate: PhotoTranslator, model_name: str):
                 button = gr.Button("Translate", variant="primary", elem_id="run")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
-                sheet = gr.Image(label="Faces found", format="png", height=260, interactive=False, elem_id="sheet")
+                sheet = gr.Image(label="Faces found", format="png", height=260, interactive=False,
+                                 buttons=["download", "fullscreen"], elem_id="sheet")
                 gallery = gr.Gallery(label="Each face: crop, translation, CAM heatmap", columns=3, format="png",
-                                     height=340, elem_id="results")
+                                     height=340, buttons=["download", "fullscreen"], elem_id="results")
         button.click(run, [photo, find_faces, direction], [sheet, gallery, status])
     return page
 
