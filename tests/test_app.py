@@ -143,3 +143,10 @@ def test_page_translates_the_uploaded_photo_like_predict(tmp_path, run_tool):
     assert translation.shape == expected.shape, (captions, translation.shape, expected.shape)
     assert np.abs(translation - expected).max() <= 2, captions
     assert not np.array_equal(images[0], translation)  # the crop is the photo, not the output
+
+
+def test_app_without_a_model_says_which_command_makes_one(tmp_path, monkeypatch, load_tool, capsys):
+    monkeypatch.chdir(tmp_path)  # no work/pretrained, no work/demo here
+    assert load_tool("app").main([]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tools/pretrained.py paddlegan-light" in errors[0] and "tools/demo.py" in errors[0]
