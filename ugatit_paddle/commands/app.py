@@ -31,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         try:
-            import gradio  # noqa: F401
-        except ImportError:
+            page, name = make_page(a.checkpoint, a.inference_model, a.onnx)  # the model first, then Gradio
+        except ModuleNotFoundError as e:
+            if e.name != "gradio":
+                raise
             return cli.report_error('the page needs Gradio: pip install "gradio==6.31.0"')
-        page, name = make_page(a.checkpoint, a.inference_model, a.onnx)
         print(f"model: {name}")
         print(f"open http://{a.host}:{a.port} (Ctrl-C stops)", flush=True)
         launch(page, a.host, a.port)
