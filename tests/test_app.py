@@ -150,3 +150,14 @@ def test_app_without_a_model_says_which_command_makes_one(tmp_path, monkeypatch,
     assert load_tool("app").main([]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "tools/pretrained.py paddlegan-light" in errors[0] and "tools/demo.py" in errors[0]
+
+
+def test_gradio_pin_is_the_same_everywhere():
+    import tomllib
+
+    from ugatit_paddle.app import GRADIO_REQUIREMENT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["app"] == [GRADIO_REQUIREMENT]
+    assert f'pip install "{GRADIO_REQUIREMENT}"' in (ROOT / "README.md").read_text()
+    assert "gradio" not in (ROOT / "requirements.txt").read_text().lower()

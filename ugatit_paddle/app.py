@@ -24,6 +24,7 @@ from .models import DIRECTIONS
 from .pretrained import PRETRAINED_DIR, newest_generator
 
 DEMO_OUTPUT_DIR = Path("work/demo")  # output_dir of configs/demo.yaml
+GRADIO_REQUIREMENT = "gradio==6.31.0"  # the version the page is tested with (as in pyproject's `app` extra)
 HOST = "127.0.0.1"
 PORT = 7860
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from ugatit_paddle import cli
-from ugatit_paddle.app import HOST, PORT, NoModelError, launch, make_page
+from ugatit_paddle.app import GRADIO_REQUIREMENT, HOST, PORT, NoModelError, launch, make_page
 from ugatit_paddle.formats.checkpoint import CheckpointError
 from ugatit_paddle.inference.export import ExportError
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as e:
             if e.name != "gradio":
                 raise
-            return cli.report_error('the page needs Gradio: pip install "gradio==6.31.0"')
+            return cli.report_error(f'the page needs Gradio: pip install "{GRADIO_REQUIREMENT}"')
         print(f"model: {name}")
         print(f"open http://{a.host}:{a.port} (Ctrl-C stops)", flush=True)
         launch(page, a.host, a.port)
