@@ -53,7 +53,7 @@ def test_faces_are_the_prepared_crops_translated(translator, astronaut):
 
 def test_whole_photo_without_face_preparation(translator, astronaut):
     result = translate_photo(translator, astronaut, find_faces=False)
-    assert len(result.faces) == 1 and not result.fallback
+    assert len(result.faces) == 1 and not result.fallback and "whole photo" in result.summary()
     assert result.faces[0].box == (0, 0, 512, 512)
     assert _same(result.faces[0].translation, translator.translate(load_photo(astronaut)))
 

@@ -46,12 +46,15 @@ class PhotoResult:
     faces: list[FaceResult] = field(default_factory=list)
     note: str = ""
     sheet: Image.Image | None = None  # visualize.face_sheet: the photo with the squares found, crops, outputs
+    whole_photo: bool = False  # translated without face preparation
 
     def summary(self) -> str:
         if self.fallback:
             return f"{self.note[:1].upper()}{self.note[1:]}; translated."
+        if self.whole_photo:
+            return "The whole photo translated (no face preparation)."
         n = len(self.faces)
-        return f"{n} face{'s' if n != 1 else ''} translated." if n else "Translated the whole photo."
+        return f"{n} face{'s' if n != 1 else ''} translated."
 
 
 def translate_photo(translator: Translator, photo: str | Path, find_faces: bool = True,
@@ -62,7 +65,7 @@ def translate_photo(translator: Translator, photo: str | Path, find_faces: bool 
     if not find_faces:
         out, heat = translator.translate_with_heatmap(image)
         crop = image.resize((translator.img_size,) * 2, Image.Resampling.BILINEAR)
-        return PhotoResult(image.size, False, [FaceResult((0, 0, *image.size), crop, out, heat)])
+        return PhotoResult(image.size, False, [FaceResult((0, 0, *image.size), crop, out, heat)], whole_photo=True)
     prepared = prepare_faces(image, max_faces=max_faces, strict=False, direction=translator.direction)
     outputs = translator.translate_faces(prepared.faces, heatmaps=True)
     faces = [FaceResult(tuple(int(v) for v in face.box), face.image, out, heat)
