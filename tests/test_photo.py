@@ -72,3 +72,10 @@ def test_photo_translator_directions(translator, astronaut):
     assert made == ["A2B"]  # made once, on first use
     with pytest.raises(ValueError, match="A2B only"):
         only(astronaut, False, "B2A")
+
+
+def test_b2a_uses_the_centre_square_and_says_why(translator, astronaut):
+    b2a = Translator(translator.run, translator.img_size, "B2A")
+    result = translate_photo(b2a, astronaut)
+    assert result.fallback and len(result.faces) == 1 and result.faces[0].box == (0, 0, 512, 512)
+    assert "anime faces" in result.summary()
