@@ -126,7 +126,7 @@ def test_wrong_type_in_file(tmp_path):
     [
         ("model.img_size=0", "model.img_size"),
         ("model.ch=-1", "model.ch"),
-        ("model.n_res=0", "model.n_res"),
+        ("model.n_res=-1", "model.n_res"),  # 0 is allowed, as in the official code
         ("train.iterations=0", "train.iterations"),
         ("train.batch_size=0", "train.batch_size"),
         ("train.save_every=0", "train.save_every"),
