@@ -6,8 +6,8 @@
 
 Writes the dataset to data.root (work/demo_data), sample sheets to output_dir/samples, the translated test
 images to output_dir/demo_translations and the scores to output_dir/demo_result.json (output_dir: work/demo).
-The score is defined in ugatit_paddle/demo.py: P(looks like B) of real testA, real testB and genA2B(testA)
-(untrained and trained), and P(looks like A) of genB2A(testB).
+The score is DomainScorer's (ugatit_paddle/demo/dataset.py): P(looks like B) of real testA, real testB and
+genA2B(testA) (untrained and trained), and P(looks like A) of genB2A(testB).
 
 Exit status: 0 done, 130 training stopped by SIGINT (the scores are still printed), 2 bad configuration,
 1 other errors.
