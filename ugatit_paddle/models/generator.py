@@ -3,6 +3,11 @@
 Encoder -> CAM attention -> gamma/beta MLP -> `n_res` AdaILN residual blocks -> ILN up-sampling decoder.
 Sub-layer and parameter names mirror the official state-dict keys (`DownBlock.1.weight`,
 `UpBlock1_1.norm1.rho`, `FC.0.weight`, ...), so that conversion is a per-key transpose table.
+
+The same blocks train, evaluate and are exported (`inference/inference_generator.py` traces this forward):
+each step takes its primitives (padding, up-sampling, pooling, ILN statistics) from `layers.py` and
+`norms.py`, which spell them for the CPU kernels, the plain ops or the exported static graph
+(`static_forms.py`).
 """
 
 from __future__ import annotations
