@@ -143,14 +143,14 @@ def test_weights_of_any_float_dtype_load_cast_to_the_model(tmp_path, capsys, sto
             np.testing.assert_array_equal(value.numpy(), states[name][key].astype(np.float32))
 
 
-def test_float32_checkpoint_loads_into_a_float64_trainer(tmp_path, capsys, tiny_config):
+def test_float32_checkpoint_loads_into_a_float64_model(tmp_path, capsys, tiny_config):
     path, _ = _save(tmp_path / "m.pdparams")
-    trainer = UGATIT(config_from_dict(tiny_config(tmp_path, train={"float64": True})))
-    trainer.load_state(checkpoint.load(path), str(path))
+    model = UGATIT(config_from_dict(tiny_config(tmp_path, train={"float64": True})))
+    model.load_state(checkpoint.load(path), str(path))
     assert "stores float32 weights; loaded as float64" in capsys.readouterr().err
-    assert {v.dtype for net in trainer.nets.values() for v in net.state_dict().values()} == {paddle.float64}
+    assert {v.dtype for net in model.nets.values() for v in net.state_dict().values()} == {paddle.float64}
     real = paddle.uniform([1, 3, 128, 128], min=-1, max=1)
-    assert np.isfinite(trainer.step(real, real)["G/total"])
+    assert np.isfinite(model.step(real, real)["G/total"])
 
 
 def test_resume_from_a_halved_checkpoint(tmp_path, data_root, capsys, tiny_config):

@@ -9,7 +9,7 @@ import pytest
 
 from ugatit_paddle.inference.inference_generator import InferenceGenerator
 from ugatit_paddle.models import Generator
-from ugatit_paddle.inference.inference_generator import edge_pad1, iln, reflection_pad, upsample_conv3x3
+from ugatit_paddle.models.static_forms import edge_pad1, reflection_pad, upsample_conv3x3
 from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d
 from ugatit_paddle.models.norms import ILN, AdaILN
 
@@ -57,17 +57,16 @@ def test_upsample_conv3x3_is_upsample_pad_conv(float64):
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-12)
 
 
-def test_iln_with_residual_and_relu_matches_the_layers(float64):
+def test_static_iln_on_flattened_planes_matches_the_layers(float64):
+    """In static graphs AdaILN/ILN reduce over flattened [H * W] planes (`norms.mix_norm`): same values."""
     x = paddle.uniform([2, 6, 5, 7], dtype="float64", min=-2, max=3)
-    residual = paddle.uniform([2, 6, 5, 7], dtype="float64")
     gamma, beta = paddle.uniform([2, 6], dtype="float64"), paddle.uniform([2, 6], dtype="float64")
     norm = AdaILN(6)
     norm.rho.set_value(paddle.uniform([1, 6, 1, 1], dtype="float64"))
-    got = iln(x, norm.rho, gamma.reshape([2, 6, 1]), beta.reshape([2, 6, 1]), residual=residual, relu=True)
-    np.testing.assert_allclose(got.numpy(), paddle.nn.functional.relu(norm(x, gamma, beta) + residual).numpy(),
-                               rtol=0, atol=1e-12)
+    static = paddle.jit.to_static(norm.forward, full_graph=True)
+    np.testing.assert_allclose(static(x, gamma, beta).numpy(), norm(x, gamma, beta).numpy(), rtol=0, atol=1e-12)
     layer_norm = ILN(6)
     for p in (layer_norm.rho, layer_norm.gamma, layer_norm.beta):
         p.set_value(paddle.uniform([1, 6, 1, 1], dtype="float64"))
-    got = iln(x, layer_norm.rho, layer_norm.gamma.reshape([1, 6, 1]), layer_norm.beta.reshape([1, 6, 1]))
-    np.testing.assert_allclose(got.numpy(), layer_norm(x).numpy(), rtol=0, atol=1e-12)
+    static = paddle.jit.to_static(layer_norm.forward, full_graph=True)
+    np.testing.assert_allclose(static(x).numpy(), layer_norm(x).numpy(), rtol=0, atol=1e-12)

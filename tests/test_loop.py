@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ugatit_paddle.formats import checkpoint
-from ugatit_paddle.training.loop import STOPPED_BY_CALLBACK, Trainer
+from ugatit_paddle.training.loop import StopReason, Trainer
 from ugatit_paddle.training.run_lock import RunLockedError, run_lock
 from ugatit_paddle.training.ugatit import NonFiniteLossError
 
@@ -73,7 +73,7 @@ def test_should_stop_ends_with_samples_and_a_checkpoint(tmp_path, data_root, tin
     asked = []
     final = trainer.train(should_stop=lambda it: asked.append(it) or it == 2)
     out = tmp_path / "out"
-    assert asked == [0, 1, 2] and trainer.iteration == 2 and trainer.interrupted == STOPPED_BY_CALLBACK
+    assert asked == [0, 1, 2] and trainer.iteration == 2 and trainer.interrupted is StopReason.SHOULD_STOP
     assert final == out / "checkpoints" / "iter_0000002.pdparams" and final.is_file()
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["A2B_0000002.png", "B2A_0000002.png"]
     assert trainer.train(resume=True, stop_after=3) == out / "checkpoints" / "iter_0000003.pdparams"

@@ -17,8 +17,7 @@ import pytest
 from ugatit_paddle.formats.official import from_official
 from ugatit_paddle.formats.torch_pickle import load_torch
 from ugatit_paddle.parity import LIMITS, Report, bundle_parity, format_table
-from ugatit_paddle.parity.bundles import Bundle
-from ugatit_paddle.parity.bundles import project_trainer
+from ugatit_paddle.parity.bundles import Bundle, project_model
 from ugatit_paddle.parity.official_torch import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,8 +114,8 @@ def test_float64_path_computes_in_float64():
     """The float64 bundle run in float32 arithmetic misses the float64 limits, so passing them takes float64."""
     bundle = FIXTURES / "full_32_ch2_f64"
     args, states, _ = from_official(load_torch(bundle / "init_params.pt"), img_size=32)
-    trainer = project_trainer(args, states, Recipe(), 1, 3, "float64", "init_params.pt")
-    assert {v.dtype for net in trainer.nets.values() for v in net.state_dict().values()} == {paddle.float64}
+    model = project_model(args, states, Recipe(), 1, 3, "float64", "init_params.pt")
+    assert {v.dtype for net in model.nets.values() for v in net.state_dict().values()} == {paddle.float64}
     assert {str(v.dtype) for v in states["disGA"].values()} == {"float64"}  # u/v too
 
     in_float32 = bundle_parity(bundle, steps=3, dtype="float32")

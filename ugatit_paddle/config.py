@@ -300,7 +300,8 @@ def _build(values: Mapping[str, Any]) -> Config:
 
 
 def _range_errors(cfg: Config) -> list[str]:
-    """Human-readable messages for every impossible value."""
+    """Human-readable messages for every impossible value outside `model` (whose bounds are
+    `models.check_model_config`'s, checked by `validate_config` after these)."""
     errors = []
 
     def need(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -313,15 +314,10 @@ def _range_errors(cfg: Config) -> list[str]:
         errors.append("config key 'data.root' must not be empty")
     if not cfg.data.cache_dir.strip():
         errors.append("config key 'data.cache_dir' must not be empty")
-    positive = {
-        "model": ("img_size", "ch", "n_res", "global_layers", "local_layers"),
-        "train": ("iterations", "batch_size", "save_every", "keep_checkpoints", "log_every",
-                  "sample_every", "sample_count", "amp_max_skipped"),
-    }
-    for section, names in positive.items():
-        for name in names:
-            value = getattr(getattr(cfg, section), name)
-            need(value > 0, f"{section}.{name}", "positive", value)
+    for name in ("iterations", "batch_size", "save_every", "keep_checkpoints", "log_every", "sample_every",
+                 "sample_count", "amp_max_skipped"):
+        value = getattr(cfg.train, name)
+        need(value > 0, f"train.{name}", "positive", value)
     need(cfg.data.num_workers >= 0, "data.num_workers", ">= 0", cfg.data.num_workers)
     need(cfg.train.save_generators_every >= 0, "train.save_generators_every", ">= 0 (0 = off)",
          cfg.train.save_generators_every)

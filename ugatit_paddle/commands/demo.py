@@ -6,8 +6,8 @@
 
 Writes the dataset to data.root (work/demo_data), sample sheets to output_dir/samples, the translated test
 images to output_dir/demo_translations and the scores to output_dir/demo_result.json (output_dir: work/demo).
-The score is defined in ugatit_paddle/demo.py: P(looks like B) of real testA, real testB and genA2B(testA)
-(untrained and trained), and P(looks like A) of genB2A(testB).
+The score is DomainScorer's (ugatit_paddle/demo/dataset.py): P(looks like B) of real testA, real testB and
+genA2B(testA) (untrained and trained), and P(looks like A) of genB2A(testB).
 
 Exit status: 0 done, 130 training stopped by SIGINT (the scores are still printed), 2 bad configuration,
 1 other errors.
@@ -21,6 +21,7 @@ from ugatit_paddle.data import DataError
 from ugatit_paddle.demo import DEFAULT_CONFIG, DemoError, run_demo
 from ugatit_paddle.demo.dataset import N_TEST, N_TRAIN
 from ugatit_paddle.formats.checkpoint import CheckpointError
+from ugatit_paddle.training.loop import StopReason
 from ugatit_paddle.training.ugatit import NonFiniteLossError
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         result = run_demo(a.config, a.override, n_train=a.n_train, n_test=a.n_test, data_seed=a.data_seed,
                           time_limit=a.time_limit if a.time_limit > 0 else None)
-        return cli.EXIT_INTERRUPTED if result.interrupted == "SIGINT" else cli.EXIT_OK
+        return cli.EXIT_INTERRUPTED if result.interrupted is StopReason.SIGINT else cli.EXIT_OK
 
     return cli.run(work, failures=(DataError, DemoError, CheckpointError, NonFiniteLossError, ValueError, OSError))
 

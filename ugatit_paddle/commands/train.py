@@ -21,7 +21,7 @@ from ugatit_paddle import cli
 from ugatit_paddle.config import load_config
 from ugatit_paddle.data import DataError
 from ugatit_paddle.formats.checkpoint import CheckpointError
-from ugatit_paddle.training.loop import Trainer
+from ugatit_paddle.training.loop import StopReason, Trainer
 from ugatit_paddle.training.run_lock import RunLockedError
 from ugatit_paddle.training.ugatit import NonFiniteLossError
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         trainer = Trainer(load_config(a.config, a.override))  # ConfigError also for train.amp without a GPU
         trainer.train(resume=a.resume, stop_after=a.stop_after)
-        return cli.EXIT_INTERRUPTED if trainer.interrupted == "SIGINT" else cli.EXIT_OK
+        return cli.EXIT_INTERRUPTED if trainer.interrupted is StopReason.SIGINT else cli.EXIT_OK
 
     return cli.run(work, failures=(DataError, CheckpointError, NonFiniteLossError, OSError), usage=(RunLockedError,))
 

@@ -40,7 +40,7 @@ import paddle
 from ..config import load_config
 from ..data import ImageFolderDataset, check_layout, iter_test_batches
 from ..formats.checkpoint import list_checkpoints
-from ..training.loop import Trainer
+from ..training.loop import StopReason, Trainer
 from ..visualize import image_tile, save_png
 from .dataset import CUES, MANIFEST, N_TEST, N_TRAIN, DomainScorer, make_demo_dataset
 
@@ -68,7 +68,7 @@ class DemoResult:
     scores: dict[str, dict[str, float]]
     cues: dict[str, dict[str, float]]
     iterations: int  # completed training iterations
-    interrupted: str | None  # "SIGINT"/"SIGTERM"/"time limit" if training stopped early, else None
+    interrupted: StopReason | None  # SIGINT, SIGTERM or TIME_LIMIT if training stopped early, else None
     train_seconds: float
     total_seconds: float
     output_dir: Path
@@ -273,7 +273,7 @@ def run_demo(
     train_seconds = time.perf_counter() - train_start
     if limit["hit"]:
         say(f"time limit of {time_limit:.0f} s reached at iteration {trainer.iteration}: training stopped")
-    interrupted = "time limit" if limit["hit"] else trainer.interrupted
+    interrupted = StopReason.TIME_LIMIT if limit["hit"] else trainer.interrupted
 
     # 4. translate, save and score the held-out test images
     trainer.model.set_train_mode(False)

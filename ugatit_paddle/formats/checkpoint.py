@@ -42,7 +42,18 @@ FORMAT, VERSION = "ugatit_paddle", 1
 CHECKPOINT_DIR = "checkpoints"
 GENERATORS_DIR = "generators"  # train.save_generators_every writes generator files here
 GENERATOR_DTYPES = ("float32", "float16")
-_NAME = re.compile(r"^iter_(\d{7,})\.pdparams$")
+_FILE_NAME = re.compile(r"^iter_(\d{7,})\.pdparams$")  # what `iteration_file_name` writes
+
+
+def iteration_file_name(iteration: int) -> str:
+    """The file name of a training checkpoint or generator file of `iteration`: 'iter_0001000.pdparams'."""
+    return f"iter_{iteration:07d}.pdparams"
+
+
+def iteration_of(file_name: str) -> int | None:
+    """The iteration in an `iteration_file_name` name; None for any other name."""
+    match = _FILE_NAME.match(file_name)
+    return int(match.group(1)) if match else None
 
 
 class CheckpointError(ValueError):
@@ -150,7 +161,7 @@ def extract_generators(checkpoint_path: str | os.PathLike[str], output_path: str
 
 def generators_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
     """Where `train.save_generators_every` writes the generator file of `iteration`."""
-    return Path(output_dir) / GENERATORS_DIR / f"iter_{iteration:07d}.pdparams"
+    return Path(output_dir) / GENERATORS_DIR / iteration_file_name(iteration)
 
 
 def save_model(path: str | os.PathLike[str], model: ModelConfig, networks: Mapping[str, Mapping[str, Any]]) -> Path:
@@ -231,7 +242,8 @@ def mismatches(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]
 
 # ---------------------------------------------------------------------------- training checkpoints
 def checkpoint_path(output_dir: str | os.PathLike[str], iteration: int) -> Path:
-    return Path(output_dir) / CHECKPOINT_DIR / f"iter_{iteration:07d}.pdparams"
+    """Where the training checkpoint of `iteration` is written."""
+    return Path(output_dir) / CHECKPOINT_DIR / iteration_file_name(iteration)
 
 
 def list_checkpoints(output_dir: str | os.PathLike[str], folder: str = CHECKPOINT_DIR) -> list[tuple[int, Path]]:
@@ -240,7 +252,7 @@ def list_checkpoints(output_dir: str | os.PathLike[str], folder: str = CHECKPOIN
     folder = Path(output_dir) / folder
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    found = [(it, p) for p in folder.iterdir() if (it := iteration_of(p.name)) is not None]
     return sorted(found)
 
 

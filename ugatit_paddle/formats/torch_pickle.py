@@ -1,10 +1,10 @@
 """Read PyTorch checkpoint files (``torch.save``) without importing PyTorch -- and without trusting them.
 
-Every pickle is read with :class:`~ugatit_paddle.safe_pickle.RestrictedUnpickler`: only the
+Every pickle is read with :class:`~ugatit_paddle.formats.safe_pickle.RestrictedUnpickler`: only the
 tensor/parameter rebuild functions, storage-type and dtype markers, ``collections.OrderedDict``
 and harmless builtin data constructors are resolved, each to a local stand-in (nothing is
 imported). Any other global (``os.system``, ``builtins.eval`` ...) raises
-:class:`~ugatit_paddle.safe_pickle.UnsafePickleError` before it could run.
+:class:`~ugatit_paddle.formats.safe_pickle.UnsafePickleError` before it could run.
 
 Formats
 -------

@@ -10,8 +10,9 @@ The graph takes `image`: float32 [N, 3, S, S] in [-1, 1] (N dynamic) and returns
 image [N, 3, S, S] in [-1, 1], cam_logit [N, 2] and heatmap [N, 1, S/4, S/4] -- the same as
 `Generator.forward`. `export.json` records the direction, the architecture, S and the output names.
 
-What is saved is `InferenceGenerator(generator)` (`inference_generator.py`): the generator's function in the forms Paddle
-Inference runs fastest (see that module; same results to float32 rounding). oneDNN
+What is saved is `InferenceGenerator(generator)` (`inference_generator.py`): the generator's own blocks traced
+into a static graph, where they take the forms Paddle Inference runs fastest (`models/static_forms.py`; same
+results to float32 rounding). oneDNN
 (`InferenceModel(..., mkldnn=True)`, `predict.py --mkldnn`) is the fast CPU path; the graph has no
 `nearest_interp`, which Paddle 3.3's oneDNN executor cannot run ("ConvertPirAttribute2RuntimeAttribute not
 support pir::ArrayAttribute<pir::DoubleAttribute>"). Plain CPU inference is the default.

@@ -42,12 +42,18 @@ def smallest_img_size(global_layers: int, local_layers: int, variant: Variant = 
     return size
 
 
+# The smallest value of each integer `ModelConfig` field. n_res 0 is allowed, as the official generator allows
+# it (`assert(n_blocks >= 0)`): no residual blocks, the AdaILN gamma/beta computed but unused.
+MODEL_MINIMUMS = {"ch": 1, "n_res": 0, "global_layers": 3, "local_layers": 3, "img_size": 4}
+
+
 def check_model_config(m: ModelConfig) -> None:
-    """Raise ValueError with an actionable message if `m` cannot build a working model."""
-    for name, low in (("ch", 1), ("n_res", 0), ("global_layers", 3), ("local_layers", 3), ("img_size", 4)):
+    """Raise ValueError with an actionable message if `m` cannot build a working model (the one validator of
+    `ModelConfig`: config files, overrides, checkpoints and converters all come through here)."""
+    for name, low in MODEL_MINIMUMS.items():
         value = getattr(m, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise ValueError(f"'model.{name}' must be an integer >= {low}, got {value!r}")
     if m.variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {m.variant!r}")
     if m.variant != "tf" and not (m.tf_smoothing and m.tf_sn):

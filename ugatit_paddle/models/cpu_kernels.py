@@ -1,6 +1,6 @@
 """CPU speed kernels behind the plain layers of `layers.py`: the same functions, spelt the way Paddle's CPU
 kernels run fastest. The layers call them only for tensors on a CPU place in dynamic mode (`applies`); on
-GPUs and in static (exported) graphs the layers run the plain Paddle ops.
+GPUs the layers run the plain Paddle ops, in static (exported) graphs the forms of `static_forms.py`.
 
 - Convolutions (`conv2d`): a large weight at few output pixels as one matrix product on unfolded patches;
   a stride-1 convolution with fewer output than input channels as the equivalent transposed convolution.

@@ -3,15 +3,22 @@
 Encoder -> CAM attention -> gamma/beta MLP -> `n_res` AdaILN residual blocks -> ILN up-sampling decoder.
 Sub-layer and parameter names mirror the official state-dict keys (`DownBlock.1.weight`,
 `UpBlock1_1.norm1.rho`, `FC.0.weight`, ...), so that conversion is a per-key transpose table.
+
+The same blocks train, evaluate and are exported (`inference/inference_generator.py` traces this forward):
+each step takes its primitives (padding, up-sampling, pooling, ILN statistics) from `layers.py` and
+`norms.py`, which spell them for the CPU kernels, the plain ops or the exported static graph
+(`static_forms.py`).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from .layers import NearestUpsample2x, ReflectionPad2d, cam_weighting, conv2d, instance_norm, linear, linear_in_float32
+from .layers import (NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D, cam_conv1x1, channel_sum, conv2d,
+                     global_mean, global_pools, instance_norm, linear, linear_in_float32, upsample_pad_conv)
 from .norms import ILN, AdaILN
 from .variant import OFFICIAL, Variant, affine_instance_norm
 
@@ -55,6 +62,45 @@ class ResnetAdaILNBlock(nn.Layer):
         out = self.relu1(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
         out = self.norm2(self.conv2(self.pad2(out)), gamma, beta)
         return out + x
+
+
+class UpStage(NamedTuple):
+    """One up-sampling step of `UpsamplingDecoder`: [N, 2c, H, W] -> [N, c, 2H, 2W]."""
+
+    upsample: NearestUpsample2x
+    pad: ReflectionPad2d
+    conv: UnpaddedConv2D
+    norm: ILN
+    relu: nn.ReLU
+
+
+class UpsamplingDecoder(nn.Sequential):
+    """The decoder after the AdaILN blocks (`UpBlock2`): N_DOWNSAMPLING up-sampling steps [NearestUpsample2x,
+    ReflectionPad2d(1), conv3x3, ILN, ReLU] halving the channels, then [ReflectionPad2d(3), conv7x7, Tanh] to
+    3 channels. An `nn.Sequential` of these layers in this order, so its children are numbered as the
+    official `UpBlock2` (`UpBlock2.2.weight`, `UpBlock2.3.rho`, ...); `forward` runs each up-sampling step as
+    one unit (`layers.upsample_pad_conv`).
+
+    x [N, 4ch, S/4, S/4] -> image [N, 3, S, S] in [-1, 1].
+    """
+
+    def __init__(self, ch: int, variant: Variant = OFFICIAL) -> None:
+        bias = variant.biases
+        stages = []
+        for i in range(N_DOWNSAMPLING):
+            c = ch * 2 ** (N_DOWNSAMPLING - i)
+            stages.append(UpStage(NearestUpsample2x(), ReflectionPad2d(1), conv2d(c, c // 2, 3, bias=bias),
+                                  ILN(c // 2, variant.unbiased_variance), nn.ReLU()))
+        output = (ReflectionPad2d(3), conv2d(ch, 3, 7, bias=bias), nn.Tanh())
+        super().__init__(*[layer for stage in stages for layer in stage], *output)
+        self.stages = stages  # the same layer objects (a list: not registered a second time)
+        self.output = output
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        for s in self.stages:
+            x = s.relu(s.norm(upsample_pad_conv(x, s.upsample, s.pad, s.conv)))
+        pad, conv, tanh = self.output
+        return tanh(conv(pad(x)))
 
 
 class Generator(nn.Layer):
@@ -105,13 +151,7 @@ class Generator(nn.Layer):
         for i in range(n_res):
             setattr(self, f"UpBlock1_{i + 1}", ResnetAdaILNBlock(dim, v))
 
-        up: list[nn.Layer] = []
-        for i in range(N_DOWNSAMPLING):
-            c = ch * 2 ** (N_DOWNSAMPLING - i)
-            up += [NearestUpsample2x(), ReflectionPad2d(1),
-                   conv2d(c, c // 2, 3, bias=bias), ILN(c // 2, v.unbiased_variance), nn.ReLU()]
-        up += [ReflectionPad2d(3), conv2d(ch, 3, 7, bias=bias), nn.Tanh()]
-        self.UpBlock2 = nn.Sequential(*up)
+        self.UpBlock2 = UpsamplingDecoder(ch, v)
 
     def cam_weights(self) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The channel weights [C, 1] of the GAP and of the GMP half: each classifier's weight (official), or
@@ -129,20 +169,16 @@ class Generator(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         x = self.DownBlock(x)  # [N, 4ch, S/4, S/4]
-        n = x.shape[0]
 
-        gap, gmp = x.mean(axis=[2, 3]), F.adaptive_max_pool2d(x, 1).flatten(1)  # gmp: grad to the argmax, as torch
+        gap, gmp = global_pools(x)  # [N, 4ch] each
         cam_logit = self.cam_logits(gap, gmp)  # [N, 2]
-        gap_weight, gmp_weight = self.cam_weights()
-        x = paddle.concat([cam_weighting(x, gap_weight), cam_weighting(x, gmp_weight)], axis=1)
-        x = self.relu(self.conv1x1(x))  # [N, 4ch, S/4, S/4]
-        heatmap = x.sum(axis=1, keepdim=True)
+        x = self.relu(cam_conv1x1(x, self.conv1x1, *self.cam_weights()))  # [N, 4ch, S/4, S/4]
+        heatmap = channel_sum(x)
 
-        mlp_in = x.mean(axis=[2, 3]) if self.light else x.reshape([n, -1])
-        fc0, *rest = self.FC  # FC.0, the largest layer of the full model, stays in float32 under AMP
-        h = linear_in_float32(fc0, mlp_in)
-        for layer in rest:
-            h = layer(h)
+        mlp_in = global_mean(x) if self.light else x.flatten(1)
+        h = linear_in_float32(self.FC[0], mlp_in)  # FC.0, the largest layer of the full model: float32 under AMP
+        for i in range(1, len(self.FC)):
+            h = self.FC[i](h)
         gamma, beta = self.gamma(h), self.beta(h)  # [N, 4ch] each
 
         for i in range(self.n_res):

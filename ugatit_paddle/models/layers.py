@@ -1,5 +1,7 @@
-"""Small building blocks shared by the generator and the discriminators (their CPU speed kernels are in
-`cpu_kernels.py`).
+"""Small building blocks shared by the generator and the discriminators, and the one place where their
+spelling is chosen: in dynamic mode on a CPU the speed kernels of `cpu_kernels.py`, in static graphs (the
+exported generator) the forms of `static_forms.py`, elsewhere (GPUs) the plain Paddle ops. The blocks of
+`generator.py` and `discriminator.py` are built from these and are the same in all three cases.
 
 Paddle's default initialisers differ from PyTorch's. U-GAT-IT trains from PyTorch's defaults, so every
 convolution and linear layer here is created through `conv2d` / `linear`, which re-initialise the weights
@@ -16,7 +18,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from . import cpu_kernels
+from . import cpu_kernels, static_forms
 
 
 def _uniform(bound: float) -> paddle.ParamAttr:
@@ -83,21 +85,6 @@ def linear_in_float32(layer: nn.Linear, x: paddle.Tensor) -> paddle.Tensor:
         return F.linear(x, layer.weight, layer.bias)
 
 
-def reflection_pad_by_slices(x: paddle.Tensor, p: int) -> paddle.Tensor:
-    """`ReflectionPad2d(p)` by slices, flips and concats. x [N, C, H, W] -> [N, C, H + 2p, W + 2p].
-
-    Its backward adds the gradients of the slices in a fixed order, where the `pad3d` kernel's reflect backward
-    on a GPU adds with atomics (sums in a varying order): used in deterministic mode, and in exported graphs."""
-    h, w = x.shape[2:]
-    for axis, side in ((2, h), (3, w)):
-        before = paddle.slice(x, [axis], [1], [p + 1])
-        after = paddle.slice(x, [axis], [side - p - 1], [side - 1])
-        if p > 1:
-            before, after = before.flip(axis), after.flip(axis)
-        x = paddle.concat([before, x, after], axis=axis)
-    return x
-
-
 def deterministic_mode() -> bool:
     """Paddle's `FLAGS_cudnn_deterministic` (set by `train.deterministic`); False where this Paddle has no such
     flag (CPU builds, which are deterministic anyway)."""
@@ -109,7 +96,7 @@ def deterministic_mode() -> bool:
 
 class ReflectionPad2d(nn.Layer):
     """`torch.nn.ReflectionPad2d`: reflect-pad all four sides of an NCHW tensor by `padding` (on CPU by
-    `cpu_kernels.reflection_pad`; in deterministic mode and in exported graphs by `reflection_pad_by_slices`)."""
+    `cpu_kernels.reflection_pad`; static graphs and deterministic mode pad by slices: `static_forms.reflection_pad`)."""
 
     def __init__(self, padding: int) -> None:
         super().__init__()
@@ -125,16 +112,16 @@ class ReflectionPad2d(nn.Layer):
             raise ValueError(f"reflection padding {p} needs sides larger than {p}, got {h}x{w}")
         if cpu_kernels.applies(x):
             return cpu_kernels.reflection_pad(x, p)
-        if deterministic_mode():
-            return reflection_pad_by_slices(x, p)
+        if deterministic_mode() or not paddle.in_dynamic_mode():
+            return static_forms.reflection_pad(x, p)
         return F.pad(x, [p, p, p, p], mode="reflect")
 
 
 class NearestUpsample2x(nn.Layer):
     """`nn.Upsample(scale_factor=2, mode="nearest")` on NCHW: each pixel repeated 2x2.
 
-    On CPU by `cpu_kernels.upsample_nearest2x`; exported graphs fold it into the convolution that follows
-    (`inference/inference_generator.py`).
+    On CPU by `cpu_kernels.upsample_nearest2x`; static graphs fold it into the convolution that follows
+    (`upsample_pad_conv`).
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -152,3 +139,41 @@ def instance_norm(ch: int) -> nn.InstanceNorm2D:
 def cam_weighting(x: paddle.Tensor, fc_weight: paddle.Tensor) -> paddle.Tensor:
     """Weight the channels of `x` [N, C, H, W] by a CAM classifier's weight ([C, 1], Paddle layout)."""
     return x * fc_weight.reshape([1, -1, 1, 1])
+
+
+def upsample_pad_conv(x: paddle.Tensor, upsample: NearestUpsample2x, pad: ReflectionPad2d,
+                      conv: UnpaddedConv2D) -> paddle.Tensor:
+    """`conv(pad(upsample(x)))` for a 3x3 `conv` after 1-pixel padding: x [N, C, H, W] -> [N, C_out, 2H, 2W].
+    In static graphs one transposed convolution (`static_forms.upsample_conv3x3`)."""
+    if paddle.in_dynamic_mode():
+        return conv(pad(upsample(x)))
+    return static_forms.upsample_conv3x3(x, conv.weight, conv.bias)
+
+
+def global_pools(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Global average and max pooling of x [N, C, H, W] -> (gap [N, C], gmp [N, C]).
+
+    gmp passes its gradient to the argmax, as torch's adaptive max pooling does."""
+    if paddle.in_dynamic_mode():
+        return x.mean(axis=[2, 3]), F.adaptive_max_pool2d(x, 1).flatten(1)
+    return static_forms.plane_mean(x), static_forms.plane_max(x)
+
+
+def global_mean(x: paddle.Tensor) -> paddle.Tensor:
+    """Mean of each channel of x [N, C, H, W] -> [N, C]."""
+    return x.mean(axis=[2, 3]) if paddle.in_dynamic_mode() else static_forms.plane_mean(x)
+
+
+def channel_sum(x: paddle.Tensor) -> paddle.Tensor:
+    """Sum over the channels of x [N, C, H, W] -> [N, 1, H, W]."""
+    return x.sum(axis=1, keepdim=True) if paddle.in_dynamic_mode() else static_forms.channel_sum(x)
+
+
+def cam_conv1x1(x: paddle.Tensor, conv: UnpaddedConv2D, gap_weight: paddle.Tensor,
+                gmp_weight: paddle.Tensor) -> paddle.Tensor:
+    """`conv(concat([x * gap_weight, x * gmp_weight]))`: the generator's CAM-weighted features [N, C, H, W]
+    through its 1x1 convolution (weight [C, 2C, 1, 1]); gap_weight/gmp_weight [C, 1]. Static graphs fold the
+    channel weights into the convolution's weights (`static_forms.cam_conv1x1`)."""
+    if paddle.in_dynamic_mode():
+        return conv(paddle.concat([cam_weighting(x, gap_weight), cam_weighting(x, gmp_weight)], axis=1))
+    return static_forms.cam_conv1x1(x, conv.weight, conv.bias, gap_weight, gmp_weight)

@@ -8,12 +8,15 @@ Precision: a naive float32 mean/variance over the C*H*W (about 1M at 256 px) ele
 statistics drifts about 1e-4 relative in Paddle, which the generator amplifies. `iln_statistics`
 therefore reduces one axis at a time (W, then H: Paddle's float32 reduction over H*W at once is about
 6x less accurate), centres before squaring, and derives the layer statistics from the per-channel ones
-(Chan's parallel variance formula), so no sum runs over more than max(H, W, C) terms. Exported graphs
-compute the same statistics on flattened [H * W] planes (`inference_generator.iln`), where Paddle Inference's
-kernels are as accurate in one step.
+(Chan's parallel variance formula), so no sum runs over more than max(H, W, C) terms. Static graphs (the
+exported models) compute the same statistics on flattened [C, H * W] planes, where Paddle Inference's kernels
+are as accurate in one step and oneDNN runs a reduction over a convolution's blocked output several times
+slower than over a flat one (`mix_norm`).
 """
 
 from __future__ import annotations
+
+import math
 
 import paddle
 import paddle.nn as nn
@@ -21,38 +24,69 @@ import paddle.nn as nn
 EPS = 1e-5
 
 
+def _square(d: paddle.Tensor) -> paddle.Tensor:
+    """`d * d`; `square` in dynamic mode (cheaper gradient), a product in static graphs, where Paddle 3.3's oneDNN
+    inplace pass makes `square` an in-place `square_` that overwrites `d` while a later op still reads it."""
+    return d.square() if paddle.in_dynamic_mode() else d * d
+
+
+def _number(value: float, like: paddle.Tensor) -> float | paddle.Tensor:
+    """`value` as an operand for `like`. Static graphs store a Python number operand as a float32 attribute, which
+    would round it in a float64 graph: there it is a tensor of `like`'s dtype. (Only there: with such tensor
+    operands Paddle 3.3's oneDNN executor computes wrong values.)"""
+    if paddle.in_dynamic_mode() or like.dtype != paddle.float64:
+        return value
+    return paddle.full([1], value, dtype=like.dtype)
+
+
 def iln_statistics(x: paddle.Tensor, unbiased: bool = True
                    ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-    """Instance and layer mean/variance of `x` [N, C, H, W]: unbiased (N - 1, torch.var) by default, biased (N,
-    tf.nn.moments) for the TF variant.
+    """Instance and layer mean/variance of `x` [N, C, *S] over its spatial axes S ([H, W], or [H * W] for
+    flattened planes), reduced one axis at a time from the last: unbiased (N - 1, torch.var) by default, biased
+    (N, tf.nn.moments) for the TF variant.
 
-    Returns `(in_mean, in_var, ln_mean, ln_var)` with shapes [N, C, 1, 1], [N, C, 1, 1], [N, 1, 1, 1],
-    [N, 1, 1, 1].
+    Returns `(in_mean, in_var, ln_mean, ln_var)` with shapes [N, C, 1, ...], [N, C, 1, ...], [N, 1, 1, ...],
+    [N, 1, 1, ...] (as many 1s as spatial axes).
     """
-    _, c, h, w = x.shape
-    hw = h * w
-    in_mean = x.mean(axis=3, keepdim=True).mean(axis=2, keepdim=True)
-    in_sq = (x - in_mean).square().sum(axis=3, keepdim=True).sum(axis=2, keepdim=True)  # per-channel squared deviations
+    spatial = range(x.ndim - 1, 1, -1)
+    size = math.prod(x.shape[2:])
+    in_mean = x
+    for axis in spatial:
+        in_mean = in_mean.mean(axis=axis, keepdim=True)
+    centred = x - in_mean
+    in_sq = _square(centred)
+    for axis in spatial:
+        in_sq = in_sq.sum(axis=axis, keepdim=True)  # per-channel squared deviations
     ddof = 1 if unbiased else 0
-    in_var = in_sq / (hw - ddof)
+    in_var = in_sq / _number(size - ddof, in_sq)
     ln_mean = in_mean.mean(axis=1, keepdim=True)
-    ln_sq = in_sq.sum(axis=1, keepdim=True) + hw * (in_mean - ln_mean).square().sum(axis=1, keepdim=True)
-    ln_var = ln_sq / (c * hw - ddof)
+    mean_dev = in_mean - ln_mean
+    ln_sq = in_sq.sum(axis=1, keepdim=True) + size * _square(mean_dev).sum(axis=1, keepdim=True)
+    ln_var = ln_sq / _number(x.shape[1] * size - ddof, ln_sq)
     return in_mean, in_var, ln_mean, ln_var
 
 
-def _mix_scale_shift(x: paddle.Tensor, rho: paddle.Tensor, unbiased: bool = True
-                     ) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Per-channel `(scale, shift)` [N, C, 1, 1] with `rho * IN(x) + (1 - rho) * LN(x) == x * scale + shift`.
+def mix_norm(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor,
+             unbiased: bool = True) -> paddle.Tensor:
+    """`(rho * IN(x) + (1 - rho) * LN(x)) * gamma + beta`, the computation of AdaILN and ILN.
 
-    Folding both normalisations into one affine map touches the full-size `x` twice instead of about
-    ten times (forward and backward), which makes AdaILN/ILN about 5x faster on CPU; measured against
-    float64 it is as accurate as normalising first.
+    x [N, C, H, W]; rho [1, C, 1, 1]; gamma, beta [N, C, 1, 1] (AdaILN) or [1, C, 1, 1] (ILN) -> [N, C, H, W].
+    Both normalisations are folded into one per-channel affine map `x * scale + shift`, which touches the
+    full-size `x` twice instead of about ten times (forward and backward): about 5x faster on CPU, and
+    measured against float64 as accurate as normalising first. In static graphs on flattened planes (module
+    docstring).
     """
+    c, h, w = x.shape[1:]
+    flat = not paddle.in_dynamic_mode()
+    if flat:
+        x, rho, gamma, beta = x.reshape([-1, c, h * w]), rho.reshape([1, c, 1]), gamma.squeeze(3), beta.squeeze(3)
     in_mean, in_var, ln_mean, ln_var = iln_statistics(x, unbiased)
-    in_scale = rho * paddle.rsqrt(in_var + EPS)
-    ln_scale = (1 - rho) * paddle.rsqrt(ln_var + EPS)
-    return in_scale + ln_scale, -(in_mean * in_scale + ln_mean * ln_scale)
+    eps = _number(EPS, x)
+    in_scale = rho * paddle.rsqrt(in_var + eps)
+    ln_scale = (1 - rho) * paddle.rsqrt(ln_var + eps)
+    scale, shift = in_scale + ln_scale, -(in_mean * in_scale + ln_mean * ln_scale)
+    out = x * (scale * gamma) + (shift * gamma + beta)
+    return out.reshape([-1, c, h, w]) if flat else out
 
 
 class AdaILN(nn.Layer):
@@ -74,9 +108,7 @@ class AdaILN(nn.Layer):
 
     def forward(self, x: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor) -> paddle.Tensor:
         """x [N, C, H, W], gamma/beta [N, C] -> [N, C, H, W]."""
-        scale, shift = _mix_scale_shift(x, self.mixing_rho(), self.unbiased)
-        gamma, beta = gamma.unsqueeze([2, 3]), beta.unsqueeze([2, 3])
-        return x * (scale * gamma) + (shift * gamma + beta)
+        return mix_norm(x, self.mixing_rho(), gamma.unsqueeze([2, 3]), beta.unsqueeze([2, 3]), self.unbiased)
 
 
 class ILN(nn.Layer):
@@ -93,8 +125,7 @@ class ILN(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [N, C, H, W] -> [N, C, H, W]."""
-        scale, shift = _mix_scale_shift(x, self.rho, self.unbiased)
-        return x * (scale * self.gamma) + (shift * self.gamma + self.beta)
+        return mix_norm(x, self.rho, self.gamma, self.beta, self.unbiased)
 
 
 def clip_rho(layer: nn.Layer) -> None:

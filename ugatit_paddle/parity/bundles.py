@@ -121,8 +121,8 @@ def _trajectory(bundle: Bundle, steps: int, losses: Sequence[tuple[float, float]
                            bundle.npz("eval_outputs_after_steps.npz") if complete else None)
 
 
-def project_trainer(args: Any, states: StateDicts, recipe: Recipe, batch_size: int, steps: int, dtype: str,
-                    path: str) -> UGATIT:
+def project_model(args: Any, states: StateDicts, recipe: Recipe, batch_size: int, steps: int, dtype: str,
+                  path: str) -> UGATIT:
     """This project's `UGATIT` for `args` with the official recipe, in `dtype`, starting from the converted
     weights `states` (Paddle layout); the schedule is long enough that lr decay plays no part in `steps`."""
     cfg = config_from_dict({
@@ -132,18 +132,18 @@ def project_trainer(args: Any, states: StateDicts, recipe: Recipe, batch_size: i
         "loss": {"adv_weight": recipe.adv_weight, "cycle_weight": recipe.cycle_weight,
                  "identity_weight": recipe.identity_weight, "cam_weight": recipe.cam_weight},
     })
-    trainer = UGATIT(cfg)
-    checkpoint.load_networks(trainer.nets, checkpoint.model_payload(args, states), path)
-    return trainer
+    model = UGATIT(cfg)
+    checkpoint.load_networks(model.nets, checkpoint.model_payload(args, states), path)
+    return model
 
 
-def run_project(trainer: UGATIT, real_A: np.ndarray, real_B: np.ndarray, steps: int) -> list[tuple[float, float]]:
-    """`steps` training iterations of `trainer` on one fixed batch; the (D, G) total losses of each."""
-    trainer.set_train_mode(True)
+def run_project(model: UGATIT, real_A: np.ndarray, real_B: np.ndarray, steps: int) -> list[tuple[float, float]]:
+    """`steps` training iterations of `model` on one fixed batch; the (D, G) total losses of each."""
+    model.set_train_mode(True)
     A, B = paddle.to_tensor(real_A), paddle.to_tensor(real_B)
     losses = []
     for _ in range(steps):
-        terms = trainer.step(A, B)
+        terms = model.step(A, B)
         losses.append((terms["D/total"], terms["G/total"]))
     return losses
 
@@ -170,20 +170,20 @@ def bundle_parity(bundle: str | Path, steps: int = 0, dtype: str | None = None) 
     args, states = _converted(b.path / "init_params.pt", int(ref["img_size"]))
     b.check_architecture(args)
     real_A, real_B = b.batch()
-    trainer = project_trainer(args, states, Recipe.from_mapping(ref), int(ref["batch"]), b.steps, dtype,
-                              str(b.path / "init_params.pt"))
-    rows = compare_eval("eval@init", trainer.nets, real_A, b.npz("eval_outputs_init.npz"), limits.eval.value)
+    model = project_model(args, states, Recipe.from_mapping(ref), int(ref["batch"]), b.steps, dtype,
+                          str(b.path / "init_params.pt"))
+    rows = compare_eval("eval@init", model.nets, real_A, b.npz("eval_outputs_init.npz"), limits.eval.value)
     report = Report(rows, bundle=str(b.path), dtype=b.dtype, steps=steps, notes=_notes(b, steps))
     report.notes += b.limits_notes()
     if dtype != b.dtype:
         report.notes.append(f"computed in {dtype}, judged by the {b.dtype} limits of the bundle")
     if steps == 0:
         return report
-    losses = run_project(trainer, real_A, real_B, steps)
+    losses = run_project(model, real_A, real_B, steps)
     complete = steps == b.steps
     reference = _converted(b.path / "after_steps_params.pt", int(ref["img_size"]))[1] if complete else None
-    report.rows += _trajectory(b, steps, losses, network_states(trainer.nets), reference,
-                               eval_outputs(trainer.nets, real_A) if complete else None)
+    report.rows += _trajectory(b, steps, losses, network_states(model.nets), reference,
+                               eval_outputs(model.nets, real_A) if complete else None)
     return report
 
 

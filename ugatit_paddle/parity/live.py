@@ -21,7 +21,7 @@ from ..formats.official import from_official, paddle_to_torch, to_official
 from ..formats.torch_pickle import load_torch
 from ..inference.export import InferenceModel, export_generator
 from ..models import Generator
-from .bundles import network_states, project_trainer, run_project
+from .bundles import network_states, project_model, run_project
 from .checks import (
     LIMITS, OUTPUTS, Report, Row, compare, compare_eval, eval_outputs, limits_for, trajectory_note, trajectory_rows,
 )
@@ -60,7 +60,7 @@ def live_parity(torch_ckpt: str | Path, torch_src: str | Path, images: str | Non
     recipe = Recipe()
     theirs = OfficialTraining(torch_src, args.img_size, args.ch, args.n_res, args.light, args.global_layers,
                               args.local_layers, dtype=dtype, states=official_states, recipe=recipe, threads=threads)
-    ours = project_trainer(args, states, recipe, batch, max(steps, 1), dtype, str(torch_ckpt))
+    ours = project_model(args, states, recipe, batch, max(steps, 1), dtype, str(torch_ckpt))
     rows = compare_eval("eval", ours.nets, real_A, theirs.eval_outputs(real_A), limits.eval.value)
     report = Report(rows, bundle="", dtype=dtype, steps=steps, source="official",
                     notes=trajectory_note(limits, args.light, steps))

@@ -79,14 +79,14 @@ class OurIteration:
     def __init__(self, s: Setup) -> None:
         cfg = config_from_dict({"model": {"img_size": s.img_size, "ch": s.ch, "n_res": s.n_res, "light": s.light},
                                 "train": {"batch_size": s.batch}})
-        self.trainer = UGATIT(cfg)
-        self.trainer.set_train_mode(True)
+        self.model = UGATIT(cfg)
+        self.model.set_train_mode(True)
         self.real_A = synthetic_images(s.batch, s.img_size, seed=1)
         self.real_B = synthetic_images(s.batch, s.img_size, seed=2)
 
     def step(self, reuse_fakes: bool = True) -> None:
-        self.trainer.cfg.train.reuse_fakes = reuse_fakes
-        self.trainer.step(self.real_A, self.real_B)
+        self.model.cfg.train.reuse_fakes = reuse_fakes
+        self.model.step(self.real_A, self.real_B)
 
 
 def _training_step(which: str, s: Setup) -> Callable[[], object]:

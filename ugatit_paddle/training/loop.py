@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import signal
 import sys
 import time
@@ -42,7 +43,19 @@ from .progress import ProgressReporter, make_progress
 from .run_lock import RunLockedError, run_lock
 from .ugatit import UGATIT
 
-STOPPED_BY_CALLBACK = "should_stop"  # `Trainer.interrupted` when the `should_stop` callback ended training
+class StopReason(str, enum.Enum):
+    """Why training stopped before its last iteration (`Trainer.interrupted`); a str, printed as its value."""
+
+    SIGINT = "SIGINT"  # Ctrl-C, or a notebook's interrupt
+    SIGTERM = "SIGTERM"  # e.g. a job scheduler; also every process of a data-parallel job that another stopped
+    SHOULD_STOP = "should_stop"  # the `should_stop` callback returned True
+    TIME_LIMIT = "time limit"  # the demo's --time-limit (its `should_stop` callback; `demo.run`)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 class Trainer:
@@ -58,7 +71,7 @@ class Trainer:
         self.model = UGATIT(cfg, world_size=self.world_size)
         if self.world_size > 1:
             _broadcast_from_rank0(self.model.nets)  # same start everywhere whatever each process drew
-        self.interrupted: str | None = None  # why the last `train()` stopped early ("SIGINT", ...), if it did
+        self.interrupted: StopReason | None = None  # why the last `train()` stopped early, if it did
 
     @property
     def iteration(self) -> int:
@@ -125,7 +138,7 @@ class Trainer:
         """Train until `train.iterations` (or `stop_after`) and return the path of the final checkpoint.
 
         `resume`: see `resume()`. `should_stop(completed_iterations)` is asked before every iteration; True ends
-        training there, with a sample sheet and a checkpoint (`interrupted` becomes "should_stop"). `progress`
+        training there, with a sample sheet and a checkpoint (`interrupted` becomes `StopReason.SHOULD_STOP`). `progress`
         receives every iteration's loss terms (default: `progress.make_progress`).
 
         Rank 0 holds the lock of `output_dir` meanwhile (`RunLockedError` if another live run holds it: in a
@@ -200,7 +213,7 @@ class Trainer:
                             last_saved = self.save_checkpoint()
                         if self._stop_requested(signals, should_stop):
                             break
-            if main and self.interrupted == STOPPED_BY_CALLBACK and last_sampled != self.iteration:
+            if main and self.interrupted is StopReason.SHOULD_STOP and last_sampled != self.iteration:
                 self._write_samples(samples, out, writer)  # the sheets a run ends with, as at its last iteration
         finally:
             report.close()
@@ -219,12 +232,12 @@ class Trainer:
         Signals are only checked after an iteration: before the first there is nothing to save."""
         reason = None if before_first else signals.requested
         if reason is None and should_stop is not None and should_stop(self.iteration):
-            reason = STOPPED_BY_CALLBACK
+            reason = StopReason.SHOULD_STOP
         if not self._any_process(reason is not None):
             return False
-        self.interrupted = reason or "SIGTERM"  # stopped by another process
+        self.interrupted = reason or StopReason.SIGTERM  # stopped by another process
         if self.rank == 0:
-            cause = "should_stop() is true" if self.interrupted == STOPPED_BY_CALLBACK else f"{self.interrupted} received"
+            cause = "should_stop() is true" if reason is StopReason.SHOULD_STOP else f"{self.interrupted} received"
             print(f"\n{cause}: saving a checkpoint at iteration {self.iteration}", file=sys.stderr)
         return True
 
@@ -327,15 +340,15 @@ def _broadcast_from_rank0(nets: Mapping[str, paddle.nn.Layer]) -> None:
 
 
 class _StopRequest:
-    """Within `with`, SIGINT/SIGTERM set `requested` (to the signal's name) instead of killing the process;
-    a second signal interrupts at once."""
+    """Within `with`, SIGINT/SIGTERM set `requested` instead of killing the process; a second signal interrupts
+    at once."""
 
     def __init__(self) -> None:
-        self.requested: str | None = None
+        self.requested: StopReason | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = signal.Signals(signum).name
+        self.requested = StopReason(signal.Signals(signum).name)
         for sig, handler in self._previous.items():  # a second Ctrl-C falls through to the default
             signal.signal(sig, handler)
 
