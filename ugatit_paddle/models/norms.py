@@ -18,6 +18,8 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
+from .layers import add_scalar
+
 EPS = 1e-5
 
 
@@ -50,8 +52,8 @@ def _mix_scale_shift(x: paddle.Tensor, rho: paddle.Tensor, unbiased: bool = True
     float64 it is as accurate as normalising first.
     """
     in_mean, in_var, ln_mean, ln_var = iln_statistics(x, unbiased)
-    in_scale = rho * paddle.rsqrt(in_var + EPS)
-    ln_scale = (1 - rho) * paddle.rsqrt(ln_var + EPS)
+    in_scale = rho * paddle.rsqrt(add_scalar(in_var, EPS))
+    ln_scale = (1 - rho) * paddle.rsqrt(add_scalar(ln_var, EPS))
     return in_scale + ln_scale, -(in_mean * in_scale + ln_mean * ln_scale)
 
 
@@ -70,7 +72,7 @@ class AdaILN(nn.Layer):
 
     def mixing_rho(self) -> paddle.Tensor:
         """The rho the mix uses: as stored, or TF's smoothed clip(rho - 0.1, 0, 1)."""
-        return (self.rho - 0.1).clip(0.0, 1.0) if self.smoothing else self.rho
+        return add_scalar(self.rho, -0.1).clip(0.0, 1.0) if self.smoothing else self.rho
 
     def forward(self, x: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor) -> paddle.Tensor:
         """x [N, C, H, W], gamma/beta [N, C] -> [N, C, H, W]."""
