@@ -110,9 +110,12 @@ class NearestUpsample2x(nn.Layer):
 
 def add_scalar(x: paddle.Tensor, value: float) -> paddle.Tensor:
     """`x + value` with `value` in x's dtype. Paddle 2.6 adds a Python float through a float32 attribute, so in
-    float64 `x + 1e-5` there adds 1e-5 rounded to float32 (9.99999975e-6); a 0-d tensor of x's dtype is exact
-    in every version and dtype (float32 results are bit for bit those of `x + value`)."""
-    return x + paddle.full([], value, dtype=x.dtype)
+    float64 `x + 1e-5` there adds 1e-5 rounded to float32 (9.99999975e-6); float64 adds a 0-d float64 tensor
+    instead. Other dtypes keep `x + value` (exported float32 graphs unchanged: Paddle 2.6's oneDNN predictor
+    cannot take the 0-d tensor there)."""
+    if x.dtype == paddle.float64:
+        return x + paddle.full([], value, dtype=x.dtype)
+    return x + value
 
 
 class LeakyReLU(nn.Layer):
