@@ -34,7 +34,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..models.generator import N_DOWNSAMPLING, Generator, ResnetAdaILNBlock, ResnetBlock
-from ..models.layers import NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D
+from ..models.layers import NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D, add_scalar
 from ..models.norms import EPS, ILN
 
 
@@ -76,6 +76,14 @@ def upsample_conv3x3(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tenso
     return F.conv2d_transpose(edge_pad1(x), kernel, bias, stride=2, padding=3)
 
 
+def _variance_plus_eps(squares: paddle.Tensor, count: int) -> paddle.Tensor:
+    """`squares / count + EPS`: one `scale` op, or in float64 (tests) with EPS added exactly, as `norms.py` does
+    (Paddle 2.6's `scale` holds its bias as float32; see `layers.add_scalar`)."""
+    if squares.dtype == paddle.float64:
+        return add_scalar(squares * (1.0 / count), EPS)
+    return paddle.scale(squares, 1.0 / count, bias=EPS)
+
+
 def iln(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor,
         residual: paddle.Tensor | None = None, relu: bool = False, unbiased: bool = True) -> paddle.Tensor:
     """`rho * IN(x) + (1 - rho) * LN(x)`, times `gamma`, plus `beta` (see norms.py), [+ residual], [ReLU].
@@ -94,8 +102,8 @@ def iln(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: paddle
     mean_dev = mean - ln_mean
     ln_sq = (in_sq + hw * (mean_dev * mean_dev)).sum(axis=1, keepdim=True)  # Chan's parallel formula
     ddof = 1 if unbiased else 0
-    in_inv_std = paddle.rsqrt(paddle.scale(in_sq, 1.0 / (hw - ddof), bias=EPS))
-    ln_inv_std = paddle.rsqrt(paddle.scale(ln_sq, 1.0 / (c * hw - ddof), bias=EPS))
+    in_inv_std = paddle.rsqrt(_variance_plus_eps(in_sq, hw - ddof))
+    ln_inv_std = paddle.rsqrt(_variance_plus_eps(ln_sq, c * hw - ddof))
     rho = rho.reshape([1, c, 1])
     ln_scale = (1 - rho) * ln_inv_std
     # in_scale = rho * in_inv_std, x = d + mean:
