@@ -73,26 +73,52 @@ def test_nearest_upsample_equals_paddle_interpolate_with_gradient():
     np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=0, atol=1e-6)
 
 
+def _kernel_test_networks() -> tuple[dict, dict]:
+    """A tiny light model's genA2B, disGA, disLA in float32 and the same weights in float64, all in eval mode
+    (spectral norm's vectors stay put, so every run sees the same weights)."""
+    config = ModelConfig(img_size=96, ch=4, n_res=1, light=True)
+    names = ("genA2B", "disGA", "disLA")
+    paddle.seed(0)
+    nets32 = build_networks(config, names)
+    paddle.set_default_dtype("float64")
+    try:
+        nets64 = build_networks(config, names)
+    finally:
+        paddle.set_default_dtype("float32")
+    for name, net in nets32.items():
+        nets64[name].set_state_dict({k: v.numpy().astype(np.float64) for k, v in net.state_dict().items()})
+    for net in [*nets32.values(), *nets64.values()]:
+        net.eval()
+    return nets32, nets64
+
+
+def _loss_and_gradients(nets: dict, x: paddle.Tensor) -> list[np.ndarray]:
+    fake, cam, _ = nets["genA2B"](x)
+    loss = fake.square().mean() + cam.sum()
+    for name in ("disGA", "disLA"):
+        logits, d_cam, _ = nets[name](fake)
+        loss = loss + logits.square().mean() + d_cam.sum()
+    params = [p for net in nets.values() for p in net.parameters()]
+    return [loss.numpy()] + [g.numpy().astype(np.float64) for g in paddle.grad(loss, params)]
+
+
 def test_the_plain_path_computes_what_the_kernels_compute(monkeypatch):
     """Off a CPU place (GPUs) and in static graphs the layers run plain Paddle ops: the same networks, the same
-    loss and weight gradients to float32 rounding (of each gradient's largest value)."""
-    paddle.seed(0)
-    nets = build_networks(ModelConfig(img_size=96, ch=4, n_res=1, light=True), ("genA2B", "disGA", "disLA"))
+    loss and weight gradients.
+
+    In float64 the two paths agree to 1e-10 of each tensor's largest value (measured: 2e-14): the same function.
+    In float32 each path is only as close to that as float32 rounding allows, which in this untrained network
+    is coarse: with eval-mode spectral norm on random u/v the losses are ~3e12, and the gradients of the last
+    ILN's gamma/rho (4-8 values, sums over every pixel that cancel) are up to 1.3e-5 of their largest value
+    from the float64 result on either path (Paddle 3.3.1: the kernels 1.3e-5, plain ops 0.9e-5; 2.6.2: 0.8e-5,
+    1.1e-5). Hence 5e-5 between the two float32 paths, and the float64 check for anything finer.
+    """
+    nets32, nets64 = _kernel_test_networks()
     x = paddle.uniform([1, 3, 96, 96], min=-1, max=1, seed=1)
-
-    def run() -> list[np.ndarray]:
-        fake, cam, _ = nets["genA2B"](x)
-        loss = fake.square().mean() + cam.sum()
-        for name in ("disGA", "disLA"):
-            logits, d_cam, _ = nets[name](fake)
-            loss = loss + logits.square().mean() + d_cam.sum()
-        params = [p for net in nets.values() for p in net.parameters()]
-        return [loss.numpy()] + [g.numpy() for g in paddle.grad(loss, params)]
-
-    for net in nets.values():
-        net.eval()  # spectral norm's vectors stay put, so both runs see the same weights
-    kernels = run()
+    kernels32, kernels64 = _loss_and_gradients(nets32, x), _loss_and_gradients(nets64, x.astype("float64"))
     monkeypatch.setattr(cpu_kernels, "applies", lambda x: False)
-    plain = run()
-    for got, want in zip(plain, kernels):  # relative to each tensor's largest value: sums cancel
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))
+    plain32, plain64 = _loss_and_gradients(nets32, x), _loss_and_gradients(nets64, x.astype("float64"))
+    for got, want in zip(plain64, kernels64):  # relative to each tensor's largest value: sums cancel
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * float(np.abs(want).max()))
+    for got, want in zip(plain32, kernels32):
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-5 * float(np.abs(want).max()))

@@ -13,7 +13,7 @@ from ugatit_paddle.models import (
     Discriminator, Generator, build_networks, check_model_config, clip_rho, output_size, smallest_img_size,
 )
 from ugatit_paddle.models import spectral_norm as spectral_norm_module
-from ugatit_paddle.models.layers import ReflectionPad2d, conv2d, linear, linear_in_float32
+from ugatit_paddle.models.layers import LeakyReLU, ReflectionPad2d, add_scalar, conv2d, linear, linear_in_float32
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
 from ugatit_paddle.models.spectral_norm import spectral_norm
 
@@ -113,6 +113,33 @@ def test_adailn_formula():
     out_ln = (x64 - x64.mean((1, 2, 3), keepdims=True)) / np.sqrt(x64.var((1, 2, 3), ddof=1, keepdims=True) + 1e-5)
     expected = (0.9 * out_in + 0.1 * out_ln) * gamma[:, :, None, None] + beta[:, :, None, None]
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_float64_blocks_compute_in_float64():
+    """Constants stay float64 in float64 networks (Paddle 2.6 passes Python floats to some kernels as float32
+    attributes: LeakyReLU's 0.2, `x + 1e-5`); the float64 parity checks rely on it."""
+    rng = np.random.default_rng(2)
+    x64 = rng.standard_normal((2, 3, 4, 5))
+    x = paddle.to_tensor(x64)
+    x.stop_gradient = False
+    out = LeakyReLU(0.2)(x)
+    (grad,) = paddle.grad(out, x, paddle.ones_like(out))
+    np.testing.assert_array_equal(out.numpy(), np.where(x64 > 0, x64, x64 * 0.2))
+    np.testing.assert_array_equal(grad.numpy(), np.where(x64 > 0, 1.0, 0.2))
+    np.testing.assert_array_equal(add_scalar(paddle.to_tensor(x64), 1e-5).numpy(), x64 + 1e-5)
+    # AdaILN where eps decides: constant planes (zero variance), rsqrt(0 + eps) exactly
+    x64 = np.ones((1, 2, 3, 3)) * np.array([1.0, 2.0])[None, :, None, None]
+    x64[0, 1, 0, 0] = 3.0
+    paddle.set_default_dtype("float64")
+    try:
+        norm = AdaILN(2)
+    finally:
+        paddle.set_default_dtype("float32")
+    ones, zeros = paddle.ones([1, 2], dtype="float64"), paddle.zeros([1, 2], dtype="float64")
+    out = norm(paddle.to_tensor(x64), ones, zeros).numpy()
+    out_in = (x64 - x64.mean((2, 3), keepdims=True)) / np.sqrt(x64.var((2, 3), ddof=1, keepdims=True) + 1e-5)
+    out_ln = (x64 - x64.mean((1, 2, 3), keepdims=True)) / np.sqrt(x64.var((1, 2, 3), ddof=1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, 0.9 * out_in + 0.1 * out_ln, rtol=1e-13, atol=1e-13)
 
 
 def test_clip_rho_clamps_generator_rho_to_unit_interval():

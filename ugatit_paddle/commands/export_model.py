@@ -10,7 +10,8 @@ Paddle Inference (default): the folder holds model.json (model.pdmodel with Padd
 export.json. The graph takes image float32 [N, 3, S, S] in [-1, 1] (N dynamic) and returns image, cam_logit
 [N, 2] and heatmap [N, 1, S/4, S/4].  Run it with: python tools/predict.py --inference-model exported/A2B ...
 --format onnx: the same graph as one .onnx file (an --output not ending in .onnx is a folder for model.onnx),
-converted by paddle2onnx (pip install paddle2onnx onnxruntime). Run it with: tools/predict.py --onnx FILE ...
+converted by paddle2onnx: pip install "paddle2onnx>=2" onnx onnxruntime with Paddle 3.x, "paddle2onnx<2" (the
+1.x line) with Paddle 2.6. Run it with: tools/predict.py --onnx FILE ...
 --weights-only: genA2B and genB2A with the model settings in one checkpoint file, for sharing (a third of a
 full-model training checkpoint, a few percent of a light one; --dtype float16 halves it). predict.py, test.py,
 this tool and Translator.from_checkpoint take it like a checkpoint.

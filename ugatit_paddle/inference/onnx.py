@@ -10,19 +10,26 @@ Paddle Inference in a temporary folder) converted by `paddle2onnx` into one self
 
 with what `export.json` holds for a Paddle export (direction, architecture, S) in the model's metadata under
 the key `ugatit_paddle`. `OnnxModel` runs it with ONNX Runtime and is called like `export.InferenceModel`, so
-`translate.Translator` takes either. paddle2onnx, onnx and onnxruntime are optional dependencies
-(`pip install paddle2onnx onnxruntime`); without them these functions raise `OnnxUnavailableError` saying so.
+`translate.Translator` takes either. paddle2onnx, onnx and onnxruntime are optional dependencies; without
+them these functions raise `OnnxUnavailableError` saying so. paddle2onnx comes in two lines that each convert
+one Paddle: 2.x needs Paddle 3 (it refuses to import under Paddle 2.6), 1.x reads only Paddle 2's programs
+(under Paddle 3 it writes a graph without outputs). `paddle2onnx_requirement` names the line for the running
+Paddle, and the export checks the installed one first: `pip install "paddle2onnx>=2" onnx onnxruntime` with
+Paddle 3.x, `pip install "paddle2onnx<2" onnx onnxruntime` (tested: 1.3.1) with Paddle 2.6.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
+import re
 import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import paddle
 
 from .export import OUTPUT_NAMES as EXPORT_OUTPUT_NAMES, ExportError, export_generator, model_files
 from ..config import ModelConfig
@@ -39,17 +46,52 @@ DEFAULT_OPSET = 13  # paddle2onnx raises lower requests for this graph to 13 any
 
 
 class OnnxUnavailableError(ExportError):
-    """paddle2onnx / onnx / onnxruntime is not installed."""
+    """paddle2onnx / onnx / onnxruntime is not installed, or not the paddle2onnx line this Paddle needs."""
+
+
+def _major(version: str) -> int:
+    match = re.match(r"\s*(\d+)", version)
+    return int(match.group(1)) if match else 0
+
+
+def paddle2onnx_requirement(paddle_version: str | None = None) -> str:
+    """The pip requirement of the paddle2onnx line that converts this Paddle's (or `paddle_version`'s) models:
+    "paddle2onnx>=2" for Paddle 3.x and develop builds (version 0.0.0), "paddle2onnx<2" for Paddle 2.x."""
+    version = paddle_version or paddle.__version__
+    return "paddle2onnx<2" if 1 <= _major(version) < 3 else "paddle2onnx>=2"
+
+
+def install_command(paddle_version: str | None = None) -> str:
+    """The pip command that installs the ONNX dependencies for this Paddle (or `paddle_version`)."""
+    return f'pip install "{paddle2onnx_requirement(paddle_version)}" onnx onnxruntime'
+
+
+def check_paddle2onnx_version(installed: str, paddle_version: str | None = None) -> None:
+    """Raise OnnxUnavailableError (one line naming the right line and the pip command) if paddle2onnx
+    `installed` (e.g. "2.1.0") cannot convert models of this Paddle (or `paddle_version`)."""
+    version = paddle_version or paddle.__version__
+    needs_1x = paddle2onnx_requirement(version) == "paddle2onnx<2"
+    if needs_1x != (_major(installed) < 2):
+        line, other = ("1.x", "Paddle 3") if needs_1x else ("2.x", "Paddle 2")
+        raise OnnxUnavailableError(f"ONNX export with Paddle {version} needs paddle2onnx {line}, but paddle2onnx "
+                                   f"{installed} (made for {other}) is installed; install the right one with: "
+                                   f"{install_command(version)}")
 
 
 def require(module: str, purpose: str) -> ModuleType:
-    """Import an optional dependency or raise OnnxUnavailableError naming the pip command."""
+    """Import an optional dependency or raise OnnxUnavailableError naming the pip command; paddle2onnx only
+    in the line this Paddle needs (checked before importing it: 2.x raises at import under Paddle 2.6)."""
+    package = {"onnxruntime": "onnxruntime", "onnx": "onnx"}.get(module, "paddle2onnx")
+    if package == "paddle2onnx":
+        try:
+            check_paddle2onnx_version(importlib.metadata.version("paddle2onnx"))
+        except importlib.metadata.PackageNotFoundError:
+            pass  # the import below says so
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        package = {"onnxruntime": "onnxruntime", "onnx": "onnx"}.get(module, "paddle2onnx")
         raise OnnxUnavailableError(f"{purpose} needs the optional package '{package}', which is not installed "
-                                   f"({e}); install it with: pip install paddle2onnx onnxruntime") from e
+                                   f"({e}); install it with: {install_command()}") from e
 
 
 def onnx_file(path: str | Path) -> Path:

@@ -11,7 +11,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import ReflectionPad2d, cam_weighting, conv2d, linear
+from .layers import LeakyReLU, ReflectionPad2d, cam_weighting, conv2d, linear
 from .spectral_norm import spectral_norm
 from .variant import OFFICIAL, ReflectionPadSides, Variant, stride1_padding
 
@@ -53,12 +53,12 @@ class Discriminator(nn.Layer):
         self.ch, self.n_layers, self.variant = ch, n_layers, variant
         _sn = spectral_norm if variant.spectral_norm else (lambda layer: layer)
         same = stride1_padding(variant)
-        model: list[nn.Layer] = [ReflectionPad2d(1), _sn(conv2d(3, ch, 4, stride=2)), nn.LeakyReLU(0.2)]
+        model: list[nn.Layer] = [ReflectionPad2d(1), _sn(conv2d(3, ch, 4, stride=2)), LeakyReLU(0.2)]
         for i in range(1, n_layers - 2):
             c = ch * 2 ** (i - 1)
-            model += [ReflectionPad2d(1), _sn(conv2d(c, 2 * c, 4, stride=2)), nn.LeakyReLU(0.2)]
+            model += [ReflectionPad2d(1), _sn(conv2d(c, 2 * c, 4, stride=2)), LeakyReLU(0.2)]
         c = ch * 2 ** (n_layers - 3)
-        model += [self._stride1_pad(same), _sn(conv2d(c, 2 * c, 4, stride=1)), nn.LeakyReLU(0.2)]
+        model += [self._stride1_pad(same), _sn(conv2d(c, 2 * c, 4, stride=1)), LeakyReLU(0.2)]
         self.model = nn.Sequential(*model)
 
         dim = 2 * c
@@ -68,7 +68,7 @@ class Discriminator(nn.Layer):
             self.gap_fc = _sn(linear(dim, 1))
             self.gmp_fc = _sn(linear(dim, 1))
         self.conv1x1 = conv2d(2 * dim, dim, 1, bias=True)
-        self.leaky_relu = nn.LeakyReLU(0.2)
+        self.leaky_relu = LeakyReLU(0.2)
         self.pad = self._stride1_pad(same)
         self.conv = _sn(conv2d(dim, 1, 4, stride=1, bias=variant.biases))
 

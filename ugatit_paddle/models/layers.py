@@ -131,6 +131,41 @@ class NearestUpsample2x(nn.Layer):
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def scalar(value: float, like: paddle.Tensor) -> float | paddle.Tensor:
+    """`value` as an operand for `like`. Paddle keeps a Python number operand as a float32 attribute (in static
+    graphs on every version; in dynamic `+` and `/` on Paddle 2.6: 1e-5 becomes 9.99999975e-6), which the float64
+    parity checks see: in float64 it is a tensor of `like`'s dtype. Other dtypes keep the number (with tensor
+    operands Paddle 3.3's oneDNN executor computes wrong values and Paddle 2.6's oneDNN predictor fails on
+    exported float32 graphs)."""
+    if like.dtype != paddle.float64:
+        return value
+    return paddle.full([1], value, dtype=like.dtype)
+
+
+def add_scalar(x: paddle.Tensor, value: float) -> paddle.Tensor:
+    """`x + value` with `value` in x's dtype (see `scalar`)."""
+    return x + scalar(value, x)
+
+
+class LeakyReLU(nn.Layer):
+    """`torch.nn.LeakyReLU(negative_slope)`: x for x > 0, else `negative_slope` * x (and so its gradient).
+
+    Paddle's kernel in float32/float16; in float64 as `where(x > 0, x, x * slope)`, because Paddle 2.6's kernel
+    holds the slope as a float32 attribute (0.2 -> 0.200000003: 1.5e-8 relative on every negative value, and in
+    the gradient), which the float64 parity checks see.
+    """
+
+    def __init__(self, negative_slope: float) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """x of any shape -> the same shape."""
+        if x.dtype == paddle.float64:
+            return paddle.where(x > 0, x, x * self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope)
+
+
 def instance_norm(ch: int) -> nn.InstanceNorm2D:
     """`torch.nn.InstanceNorm2d(ch)`: no affine parameters, biased variance, eps 1e-5."""
     return nn.InstanceNorm2D(ch, epsilon=1e-5, weight_attr=False, bias_attr=False)

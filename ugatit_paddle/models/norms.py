@@ -21,6 +21,8 @@ import math
 import paddle
 import paddle.nn as nn
 
+from .layers import add_scalar, scalar
+
 EPS = 1e-5
 
 
@@ -28,15 +30,6 @@ def _square(d: paddle.Tensor) -> paddle.Tensor:
     """`d * d`; `square` in dynamic mode (cheaper gradient), a product in static graphs, where Paddle 3.3's oneDNN
     inplace pass makes `square` an in-place `square_` that overwrites `d` while a later op still reads it."""
     return d.square() if paddle.in_dynamic_mode() else d * d
-
-
-def _number(value: float, like: paddle.Tensor) -> float | paddle.Tensor:
-    """`value` as an operand for `like`. Static graphs store a Python number operand as a float32 attribute, which
-    would round it in a float64 graph: there it is a tensor of `like`'s dtype. (Only there: with such tensor
-    operands Paddle 3.3's oneDNN executor computes wrong values.)"""
-    if paddle.in_dynamic_mode() or like.dtype != paddle.float64:
-        return value
-    return paddle.full([1], value, dtype=like.dtype)
 
 
 def iln_statistics(x: paddle.Tensor, unbiased: bool = True
@@ -58,11 +51,11 @@ def iln_statistics(x: paddle.Tensor, unbiased: bool = True
     for axis in spatial:
         in_sq = in_sq.sum(axis=axis, keepdim=True)  # per-channel squared deviations
     ddof = 1 if unbiased else 0
-    in_var = in_sq / _number(size - ddof, in_sq)
+    in_var = in_sq / scalar(size - ddof, in_sq)
     ln_mean = in_mean.mean(axis=1, keepdim=True)
     mean_dev = in_mean - ln_mean
     ln_sq = in_sq.sum(axis=1, keepdim=True) + size * _square(mean_dev).sum(axis=1, keepdim=True)
-    ln_var = ln_sq / _number(x.shape[1] * size - ddof, ln_sq)
+    ln_var = ln_sq / scalar(x.shape[1] * size - ddof, ln_sq)
     return in_mean, in_var, ln_mean, ln_var
 
 
@@ -81,9 +74,8 @@ def mix_norm(x: paddle.Tensor, rho: paddle.Tensor, gamma: paddle.Tensor, beta: p
     if flat:
         x, rho, gamma, beta = x.reshape([-1, c, h * w]), rho.reshape([1, c, 1]), gamma.squeeze(3), beta.squeeze(3)
     in_mean, in_var, ln_mean, ln_var = iln_statistics(x, unbiased)
-    eps = _number(EPS, x)
-    in_scale = rho * paddle.rsqrt(in_var + eps)
-    ln_scale = (1 - rho) * paddle.rsqrt(ln_var + eps)
+    in_scale = rho * paddle.rsqrt(add_scalar(in_var, EPS))
+    ln_scale = (1 - rho) * paddle.rsqrt(add_scalar(ln_var, EPS))
     scale, shift = in_scale + ln_scale, -(in_mean * in_scale + ln_mean * ln_scale)
     out = x * (scale * gamma) + (shift * gamma + beta)
     return out.reshape([-1, c, h, w]) if flat else out
@@ -104,7 +96,7 @@ class AdaILN(nn.Layer):
 
     def mixing_rho(self) -> paddle.Tensor:
         """The rho the mix uses: as stored, or TF's smoothed clip(rho - 0.1, 0, 1)."""
-        return (self.rho - 0.1).clip(0.0, 1.0) if self.smoothing else self.rho
+        return add_scalar(self.rho, -0.1).clip(0.0, 1.0) if self.smoothing else self.rho
 
     def forward(self, x: paddle.Tensor, gamma: paddle.Tensor, beta: paddle.Tensor) -> paddle.Tensor:
         """x [N, C, H, W], gamma/beta [N, C] -> [N, C, H, W]."""
