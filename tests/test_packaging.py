@@ -74,3 +74,14 @@ def test_installed_script_runs_outside_the_clone():
     assert run.returncode == 0 and run.stdout.startswith("usage: ugatit-predict"), run.stderr
     assert run.stderr == ""
     assert importlib.metadata.version("ugatit-paddle") == importlib.import_module("ugatit_paddle").__version__
+
+
+def test_images_decode_after_importing_the_package_and_paddle(tmp_path):
+    """On Paddle 2.6, importing paddle before Pillow's decoders breaks every PNG read; the package loads them first."""
+    png = tmp_path / "x.png"
+    probe = ("import ugatit_paddle, paddle\n"
+             "from PIL import Image\n"
+             f"Image.new('RGB', (8, 8), (1, 2, 3)).save({str(png)!r})\n"
+             f"print(Image.open({str(png)!r}).convert('RGB').getpixel((0, 0)))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.split("\n")[-2] == "(1, 2, 3)", run.stderr[-2000:]
