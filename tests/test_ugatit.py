@@ -77,3 +77,61 @@ def test_non_finite_loss_names_the_iteration_and_term(tmp_path, tiny_config):
         model.step(*_batches())
     np.testing.assert_array_equal(model.nets["genA2B"].state_dict()["gamma.weight"].numpy(), before)
     assert model.iteration == 0
+
+
+_READS = ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__array__")
+
+
+@pytest.fixture
+def device_reads(monkeypatch) -> list[str]:
+    """Every device-to-host read of a tensor from here on, by method name (a read made inside another, such as
+    `float(t)` calling `t.numpy()`, counts once)."""
+    reads: list[str] = []
+    depth = [0]
+
+    def counting(name, original):
+        def method(self, *args, **kwargs):
+            if depth[0] == 0:
+                reads.append(name)
+            depth[0] += 1
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+        return method
+
+    for name in _READS:
+        if hasattr(paddle.Tensor, name):
+            monkeypatch.setattr(paddle.Tensor, name, counting(name, getattr(paddle.Tensor, name)))
+    return reads
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_step_reads_the_device_once_per_optimiser_step(tmp_path, tiny_config, device_reads, reuse):
+    # The D check must precede D's backward and the G loss needs the updated discriminators, so the step
+    # cannot decide both with one read: one read of all terms per optimiser step, none anywhere else.
+    model = UGATIT(config_from_dict(tiny_config(tmp_path, train={"reuse_fakes": reuse})))
+    model.set_train_mode(True)
+    x, y = _batches()
+    model.step(x, y)  # the first step also creates the optimiser state
+    device_reads.clear()
+    terms = model.step(x, y)
+    assert device_reads == ["numpy", "numpy"]
+    assert len(terms) == 16 and all(isinstance(v, float) for v in terms.values())
+
+
+def test_non_finite_generator_loss_stops_before_the_generator_update(tmp_path, tiny_config, monkeypatch):
+    from ugatit_paddle.training import losses
+
+    original = losses.generator_loss
+
+    def nan_cycle(*args):  # the G objective turns NaN after a finite D step
+        total, terms = original(*args)
+        return total * float("nan"), {**terms, "cycle": terms["cycle"] * float("nan")}
+
+    monkeypatch.setattr(losses, "generator_loss", nan_cycle)
+    model = UGATIT(config_from_dict(tiny_config(tmp_path)))
+    before = model.nets["genA2B"].state_dict()["gamma.weight"].numpy().copy()
+    with pytest.raises(NonFiniteLossError, match=r"iteration 1: G/cycle_A=nan, G/cycle_B=nan;"):
+        model.step(*_batches())
+    np.testing.assert_array_equal(model.nets["genA2B"].state_dict()["gamma.weight"].numpy(), before)

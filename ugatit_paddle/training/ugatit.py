@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import paddle
@@ -135,8 +135,8 @@ class UGATIT:
             D_loss_A = losses.discriminator_loss(w, d_ga, d_la, real_A, d_fake_B2A)
             D_loss_B = losses.discriminator_loss(w, d_gb, d_lb, real_B, d_fake_A2B)
             D_loss = D_loss_A + D_loss_B
-        d_terms = {"D/A": D_loss_A, "D/B": D_loss_B}
-        self._update(D_loss, d_terms, self.D_params, self.D_optim, self.D_scaler)
+        d_terms = self._update({"D/total": D_loss}, {"D/A": D_loss_A, "D/B": D_loss_B},
+                               self.D_params, self.D_optim, self.D_scaler)
 
         # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
         with self._autocast(), _constants(self.D_params):
@@ -154,22 +154,28 @@ class UGATIT:
                                                   fake_A2B_cam, fake_B2B_cam)
             G_loss = G_loss_A + G_loss_B
         g_terms = {f"G/{name}_{d}": value for name in g_A for d, value in (("A", g_A[name]), ("B", g_B[name]))}
-        self._update(G_loss, g_terms, self.G_params, self.G_optim, self.G_scaler)
+        g_terms = self._update({"G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B}, g_terms,
+                               self.G_params, self.G_optim, self.G_scaler)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
         self.lr_schedule.step()
         self.iteration += 1
 
-        terms = {"D/total": D_loss, **d_terms, "G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B, **g_terms}
-        return {k: float(v) for k, v in terms.items()}
+        return {**d_terms, **g_terms}
 
-    def _update(self, loss: paddle.Tensor, terms: Mapping[str, paddle.Tensor], params: list[paddle.Tensor],
-                optimizer: paddle.optimizer.Optimizer, scaler: paddle.amp.GradScaler | None) -> None:
-        """Check `loss` is finite (naming the bad `terms` if not), backward, average the gradients of `params`
-        over the processes, one optimiser step (through `scaler` under AMP)."""
+    def _update(self, sums: Mapping[str, paddle.Tensor], terms: Mapping[str, paddle.Tensor],
+                params: list[paddle.Tensor], optimizer: paddle.optimizer.Optimizer,
+                scaler: paddle.amp.GradScaler | None) -> dict[str, float]:
+        """Check the loss (the first of `sums`, scalar tensors) is finite, naming the bad `terms` if not; backward,
+        average the gradients of `params` over the processes, one optimiser step (through `scaler` under AMP).
+        Returns `sums` and `terms` as floats, read from the device in one copy, for the check: the D and the G
+        step each read once (the G loss depends on the updated discriminators, and each check must come before
+        its backward), and nothing else in the iteration waits for the device."""
+        loss = next(iter(sums.values()))
         # before NaNs reach backward; the sum over processes, so that all stop together
-        _check_finite(self._global_sum(loss), terms, self.iteration + 1)
+        values = _read_terms({**sums, **terms}, self._global_sum(loss))
+        _check_finite(values, terms, self.iteration + 1)
         optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
         (loss if scaler is None else scaler.scale(loss)).backward()
         if self.world_size > 1:
@@ -180,6 +186,8 @@ class UGATIT:
             with unique_name.guard():
                 scaler.step(optimizer)  # unscales; skips the step if a gradient overflowed
             scaler.update()
+        del values[_GLOBAL_TOTAL]
+        return values
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
@@ -249,13 +257,24 @@ def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
         optimizer.step()
 
 
-def _check_finite(total: paddle.Tensor, terms: Mapping[str, paddle.Tensor], iteration: int) -> None:
-    """If `total` is NaN/inf, raise NonFiniteLossError naming the bad terms. Checked before backward: Paddle's
-    max-pool gradient corrupts memory on NaN inputs, and a NaN must never reach the weights."""
-    if math.isfinite(float(total)):
+_GLOBAL_TOTAL = "global total"  # key of the loss summed over the processes in `_read_terms`' result
+
+
+def _read_terms(terms: Mapping[str, paddle.Tensor], global_total: paddle.Tensor) -> dict[str, float]:
+    """`terms` (scalar tensors) and `global_total` as Python floats, in one device-to-host copy: one
+    synchronisation with the device, however many terms. The global total is keyed `_GLOBAL_TOTAL`."""
+    tensors = [*terms.values(), global_total]
+    stacked = paddle.stack([t.reshape([]).astype("float64") for t in tensors])  # float64 holds float16/32 exactly
+    return dict(zip([*terms, _GLOBAL_TOTAL], stacked.numpy().tolist()))
+
+
+def _check_finite(values: Mapping[str, float], names: Iterable[str], iteration: int) -> None:
+    """If `values[_GLOBAL_TOTAL]` (the loss summed over the processes) is NaN/inf, raise NonFiniteLossError
+    naming those of the terms `names` that are NaN/inf. Checked before backward: Paddle's max-pool gradient corrupts memory on NaN inputs,
+    and a NaN must never reach the weights."""
+    if math.isfinite(values[_GLOBAL_TOTAL]):
         return
-    values = {k: float(v) for k, v in terms.items()}
-    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    bad = [k for k in names if not math.isfinite(values[k])]
     where = ", ".join(f"{k}={values[k]}" for k in bad) if bad else "in another data-parallel process"
     raise NonFiniteLossError(
         f"non-finite loss at iteration {iteration}: {where}; "
