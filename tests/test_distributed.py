@@ -92,3 +92,17 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path, data_root, ti
     resumed = _train(tiny_config, tmp_path, data_root, "dp", processes=1, batch=2, iterations=3, resume=True)
     assert "resumed from" in resumed.stdout
     assert [i for i, _ in checkpoint.list_checkpoints(out)][-1] == 3
+
+
+def test_recompute_in_two_processes_across_a_resume_trains_like_one_process_without(tmp_path, data_root, tiny_config):
+    """`train.recompute` changes memory, not training: 2 processes x batch 1 with recomputation, stopped after 2
+    iterations and resumed for a third, end where 1 process x batch 2 without it does after 3 (float64)."""
+    train = {"float64": True, "decay_lr": False}
+    _train(tiny_config, tmp_path, data_root, "single", processes=1, batch=2, iterations=3, train=train)
+    for iterations, resume in ((2, False), (3, True)):
+        _train(tiny_config, tmp_path, data_root, "dp", processes=2, batch=1, iterations=iterations, resume=resume,
+               train={**train, "recompute": True})
+    (w1, m1), (w2, m2) = _state(tmp_path / "single" / "out", 3), _state(tmp_path / "dp" / "out", 3)
+    assert w1.keys() == w2.keys() and len(w1) > 0
+    assert max(float(np.abs(w1[k] - w2[k]).max()) for k in w1) <= 1e-5
+    assert max(float(np.abs(m1[k] - m2[k]).max()) for k in m1) <= 1e-9

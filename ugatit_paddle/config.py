@@ -89,6 +89,7 @@ class TrainConfig:
     sample_count: int = 5  # images per domain on a sample sheet
     reuse_fakes: bool = True  # compute the fakes once for the D and G steps (exact, see REFERENCE)
     amp: bool = False  # automatic mixed precision
+    recompute: bool = False  # recompute block activations in backward instead of keeping them: less memory, same results
     float64: bool = False  # train in float64: for numerical checks (no float32 rounding), several times slower
 
 

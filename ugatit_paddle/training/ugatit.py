@@ -17,6 +17,9 @@ Everything around the step (data, resume, logging, samples, checkpoints, signals
 is the loop's (`loop.py`). In a data-parallel job (`world_size` > 1) the step averages the gradients over
 the processes before each optimiser step, so N processes with batch B train exactly like one with batch N*B.
 
+Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and decoder keep only their inputs for backward and run their
+forward again there (`models/recompute.py`): less memory, same values, more time.
+
 Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
 and matrix products in float16), each optimiser step goes through its own `paddle.amp.GradScaler`.
 """
@@ -90,6 +93,8 @@ class UGATIT:
         finally:
             paddle.set_default_dtype(default_dtype)
         t = cfg.train
+        for name in GENERATORS:  # their blocks keep only their inputs for backward (the discriminators' activations
+            self.nets[name].recompute = t.recompute  # are a few % of the total: not worth a second forward)
         self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
         self.G_params = [p for n in GENERATORS for p in self.nets[n].parameters()]
         self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
