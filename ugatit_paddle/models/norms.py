@@ -102,4 +102,4 @@ def clip_rho(layer: nn.Layer) -> None:
     with paddle.no_grad():
         for sub in layer.sublayers(include_self=True):
             if isinstance(sub, (AdaILN, ILN)):
-                sub.rho.set_value(sub.rho.clip(0.0, 1.0))
+                paddle.assign(sub.rho.clip(0.0, 1.0), output=sub.rho)  # on the device (2.6's set_value reads)

@@ -73,9 +73,11 @@ class SpectralNorm:
         with paddle.no_grad():
             mat = self.matrix(weight)
             if layer.training:
-                v.set_value(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS))
+                # `assign` into the buffers: a device-side copy (`set_value` of a tensor reads it to the host
+                # on Paddle 2.6, a wait for the device at every forward)
+                paddle.assign(F.normalize(paddle.matmul(mat, u, transpose_x=True), axis=0, epsilon=EPS), output=v)
                 mat_v = paddle.matmul(mat, v)
-                u.set_value(F.normalize(mat_v, axis=0, epsilon=EPS))
+                paddle.assign(F.normalize(mat_v, axis=0, epsilon=EPS), output=u)
                 u, v = u.clone(), v.clone()
             else:
                 mat_v = paddle.matmul(mat, v)
