@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser, "model.ch=32")
     parser.add_argument("--iters", type=int, default=None,
-                        help=f"timed iterations per setting (default {TIMED_ITERATIONS}; --memory: {MEMORY_ITERATIONS})")
+                        help=f"timed iterations per setting (default {TIMED_ITERATIONS}; "
+                             f"--memory: {MEMORY_ITERATIONS})")
     parser.add_argument("--warmup", type=int, default=WARMUP_ITERATIONS,
                         help="untimed iterations first (default %(default)s)")
     parser.add_argument("--no-export", action="store_true",

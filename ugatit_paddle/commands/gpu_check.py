@@ -88,11 +88,13 @@ def memory_rows(o: Options, run_json: Callable[[list[str]], dict] | None = None)
     rows = []
     for light, size in MEMORY_CONFIGS:
         for recompute in (False, True):
-            setting = f"{'light' if light else 'full'}, {size} px, ch 64, batch 1, recompute {'on' if recompute else 'off'}"
+            model = "light" if light else "full"
+            setting = f"{model}, {size} px, ch 64, batch 1, recompute {'on' if recompute else 'off'}"
             overrides = [f"model.light={str(light).lower()}", f"model.img_size={size}", "model.ch=64",
                          "train.batch_size=1", f"train.recompute={str(recompute).lower()}"]
             try:
-                r = run_json(["--memory", "--json", "--iters", str(o.iters), *[x for v in overrides for x in ("-o", v)]])
+                args = [x for v in overrides for x in ("-o", v)]
+                r = run_json(["--memory", "--json", "--iters", str(o.iters), *args])
             except RuntimeError as e:  # out of memory, typically: a result too
                 rows.append(Row("peak GPU memory", setting, f"failed: {e}"))
                 continue
@@ -106,8 +108,8 @@ def memory_rows(o: Options, run_json: Callable[[list[str]], dict] | None = None)
 def _benchmark_json(args: list[str]) -> dict:
     """tools/benchmark.py `args` in a fresh process; its JSON line, or RuntimeError with its last error line."""
     tool = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
-    command = [sys.executable, str(tool)] if tool.is_file() else [sys.executable, "-m", "ugatit_paddle.commands.benchmark"]
-    run = subprocess.run([*command, *args], capture_output=True, text=True)
+    target = [str(tool)] if tool.is_file() else ["-m", "ugatit_paddle.commands.benchmark"]  # clone or installed
+    run = subprocess.run([sys.executable, *target, *args], capture_output=True, text=True)
     if run.returncode != 0:
         lines = (run.stderr or run.stdout).strip().splitlines() or [f"exit status {run.returncode}"]
         raise RuntimeError(lines[-1][:300])

@@ -17,8 +17,12 @@ Everything around the step (data, resume, logging, samples, checkpoints, signals
 is the loop's (`loop.py`). In a data-parallel job (`world_size` > 1) the step averages the gradients over
 the processes before each optimiser step, so N processes with batch B train exactly like one with batch N*B.
 
-Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and decoder keep only their inputs for backward and run their
-forward again there (`models/recompute.py`): less memory, same values, more time.
+Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and decoder keep only their inputs for
+backward and run their forward again there (`models/recompute.py`): less memory, same values, more time.
+
+Waiting for the device: twice per iteration, each time one copy of all the loss terms to the host, which the
+finiteness check needs before the backward of the D and of the G step (the G loss depends on D's update); the
+returned values are those copies.
 
 Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
 and matrix products in float16), each optimiser step goes through its own `paddle.amp.GradScaler`.
@@ -275,8 +279,8 @@ def _read_terms(terms: Mapping[str, paddle.Tensor], global_total: paddle.Tensor)
 
 def _check_finite(values: Mapping[str, float], names: Iterable[str], iteration: int) -> None:
     """If `values[_GLOBAL_TOTAL]` (the loss summed over the processes) is NaN/inf, raise NonFiniteLossError
-    naming those of the terms `names` that are NaN/inf. Checked before backward: Paddle's max-pool gradient corrupts memory on NaN inputs,
-    and a NaN must never reach the weights."""
+    naming those of the terms `names` that are NaN/inf. Checked before backward: Paddle's max-pool gradient
+    corrupts memory on NaN inputs, and a NaN must never reach the weights."""
     if math.isfinite(values[_GLOBAL_TOTAL]):
         return
     bad = [k for k in names if not math.isfinite(values[k])]
