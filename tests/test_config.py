@@ -214,6 +214,8 @@ def test_shipped_configs_load():
     light = load_config(CONFIGS / "selfie2anime_light.yaml")
     assert light.model.light is True and light.output_dir == "work/selfie2anime_light"
     assert apply_overrides(light, ["model.light=false", "output_dir=work/selfie2anime"]) == full
+    small = load_config(CONFIGS / "selfie2anime_16gb.yaml")  # the official recipe with recomputation only
+    assert apply_overrides(small, ["train.recompute=false", "output_dir=work/selfie2anime"]) == full
     demo = load_config(CONFIGS / "demo.yaml")
     assert demo.output_dir == "work/demo" and demo.data.root == "work/demo_data"
     assert demo.model.img_size <= 128 and demo.data.num_workers == 0
