@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ugatit_paddle.benchmark import format_markdown, run_benchmark
-from ugatit_paddle.config import config_from_dict
+from ugatit_paddle.config import config_from_dict, load_config
+from ugatit_paddle.models import build_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +53,23 @@ def test_tool_prints_a_markdown_table_by_default(run_tool):
     lines = run.stdout.strip().splitlines()
     assert "--no-export`)" in lines[0] and lines[2] == "| measure | value |"
     assert all(line.startswith("| ") and line.endswith(" |") for line in lines[4:]) and len(lines) == 9
+
+
+def test_memory_reports_the_peak_the_training_state_and_a_card(run_tool):
+    args = ["-c", str(ROOT / "configs" / "demo.yaml"), "--memory"]
+    run = run_tool("benchmark", *args, "-o", "train.recompute=true", "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["recompute"] is True and result["iters"] == 2 and result["peak_memory_kind"] == "cpu_rss"
+    assert result["peak_memory_mb"] > result["weights_and_adam_mb"] > 0 and result["fits_card_gb"] == 8
+    cfg = load_config(str(ROOT / "configs" / "demo.yaml"))
+    weights = sum(int(p.size) for net in build_networks(cfg.model).values() for p in net.parameters())
+    assert result["weights_and_adam_mb"] == pytest.approx(weights * 16 / 2**20)  # float32 weight, gradient, 2 moments
+    run = run_tool("benchmark", *args, "--iters", "1")
+    assert run.returncode == 0, run.stderr
+    header, rule, row = run.stdout.strip().splitlines()[-3:]
+    assert header.startswith("| model | recompute | peak memory |") and "fits a card of" in header
+    assert row.startswith("| light, 64 px, ch 8, batch 1 | off | ") and "| 8 GB |" in row
 
 
 def test_tool_rejects_a_bad_config(run_tool):

@@ -213,6 +213,7 @@ SHIPPED = {
                             "sample_every": 250, "sample_count": 4}},
     "selfie2anime.yaml": {},
     "selfie2anime_light.yaml": {"output_dir": "work/selfie2anime_light", "model": {"light": True}},
+    "selfie2anime_16gb.yaml": {"output_dir": "work/selfie2anime_16gb", "train": {"recompute": True}},
     "selfie2anime_tf.yaml": {"output_dir": "work/selfie2anime_tf", "model": {"variant": "tf"}},
 }
 

@@ -15,6 +15,10 @@
 
 Seconds are medians over the timed iterations: the median resists the odd slow iteration of a shared machine.
 
+`measure_memory(cfg)` is the memory figure alone, for a fresh process: the peak of two training iterations with
+the configured settings (`train.recompute` included), what the weights and Adam state take, and the smallest
+common card that peak fits (`training/memory.py`).
+
 `profile_training(cfg)` prints where a training iteration's time goes: `paddle.profiler`'s operator summary
 (forward ops and their gradient nodes by total CPU time) over a few iterations.
 """
@@ -37,6 +41,7 @@ import paddle
 from .config import Config
 from .inference.export import InferenceModel, export_generator
 from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
+from .training.memory import CARD_SIZES_GB, peak_memory_mb, smallest_card_gb, weights_and_adam_mib
 from .training.ugatit import UGATIT
 
 TIMED_ITERATIONS = 5  # per measured setting
@@ -47,16 +52,6 @@ def synthetic_images(batch: int, img_size: int, seed: int) -> paddle.Tensor:
     """A float32 batch [batch, 3, img_size, img_size] uniform in [-1, 1]."""
     rng = np.random.default_rng(seed)
     return paddle.to_tensor(rng.uniform(-1.0, 1.0, (batch, 3, img_size, img_size)).astype(np.float32))
-
-
-def peak_memory_mb() -> tuple[str, float]:
-    """("gpu_allocated", MiB) on a GPU device, else ("cpu_rss", MiB): the peak so far in this process."""
-    if paddle.device.is_compiled_with_cuda() and paddle.device.get_device().startswith("gpu"):
-        return "gpu_allocated", paddle.device.cuda.max_memory_allocated() / 2**20
-    import resource  # Unix only: imported where the CPU branch needs it
-
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return "cpu_rss", kib / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def _synchronize() -> None:
@@ -206,6 +201,52 @@ def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARM
         for key, value in time_exported_inference(generator, cfg.model.img_size, one.numpy(), iters, warmup).items():
             result[f"infer_{key}_sec_per_image"] = value
     return result
+
+
+MEMORY_ITERATIONS = 2  # the second iteration is the first with both optimisers' Adam state in place
+
+
+def measure_memory(cfg: Config, iters: int = MEMORY_ITERATIONS) -> dict[str, Any]:
+    """Peak memory of `iters` training iterations with `cfg`'s settings as they are (`train.recompute`,
+    `reuse_fakes`, `amp`), nothing else run in this process before: on a CPU call it in a fresh process, the
+    resident peak never goes down. Also the seconds per iteration (median of those after the first, which
+    creates the optimiser state), what the weights and Adam state take alone, and the smallest card it fits."""
+    t = cfg.train
+    model = UGATIT(cfg)
+    real_A = synthetic_images(t.batch_size, cfg.model.img_size, seed=1)
+    real_B = synthetic_images(t.batch_size, cfg.model.img_size, seed=2)
+    model.set_train_mode(True)
+    seconds = [_seconds(lambda: model.step(real_A, real_B)) for _ in range(iters)]
+    kind, peak = peak_memory_mb()
+    return {
+        "device": paddle.device.get_device(),
+        "paddle": paddle.__version__,
+        "model": dataclasses.asdict(cfg.model),
+        "batch_size": t.batch_size,
+        "recompute": t.recompute,
+        "reuse_fakes": t.reuse_fakes,
+        "amp": t.amp,
+        "iters": iters,
+        "train_sec_per_iter": statistics.median(seconds[1:] or seconds),
+        "peak_memory_kind": kind,
+        "peak_memory_mb": peak,
+        "weights_and_adam_mb": weights_and_adam_mib(model.nets),
+        "fits_card_gb": smallest_card_gb(peak),
+    }
+
+
+MEMORY_TABLE_HEADER = ("| model | recompute | peak memory | weights + Adam alone | fits a card of | s/iteration |\n"
+                       "|---|---|---|---|---|---|")
+
+
+def format_memory_row(result: dict[str, Any]) -> str:
+    """A `measure_memory` result as a row under `MEMORY_TABLE_HEADER`."""
+    m = result["model"]
+    where = "resident, CPU" if result["peak_memory_kind"] == "cpu_rss" else "allocated, GPU"
+    card = f"{result['fits_card_gb']} GB" if result["fits_card_gb"] else f"none of {CARD_SIZES_GB[-1]} GB or less"
+    return (f"| {'light' if m['light'] else 'full'}, {m['img_size']} px, ch {m['ch']}, batch {result['batch_size']} "
+            f"| {'on' if result['recompute'] else 'off'} | {result['peak_memory_mb']:.0f} MiB ({where}) "
+            f"| {result['weights_and_adam_mb']:.0f} MiB | {card} | {result['train_sec_per_iter']:.2f} |")
 
 
 def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:

@@ -95,6 +95,7 @@ class TrainConfig:
     amp_dtype: str = "float16"  # float16 (with a loss scaler) or bfloat16 (A100 and newer; no scaler needed)
     amp_max_skipped: int = 20  # AMP: stop after this many overflowed steps of one optimiser in a row
     deterministic: bool = False  # GPU: deterministic cuDNN kernels, no autotuning (slower; see README)
+    recompute: bool = False  # recompute block activations in backward instead of keeping them: less memory, same results
     float64: bool = False  # train in float64: for numerical checks (no float32 rounding), several times slower
 
 

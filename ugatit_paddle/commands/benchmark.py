@@ -3,12 +3,16 @@
     python tools/benchmark.py -c configs/selfie2anime_light.yaml --iters 5
     python tools/benchmark.py -c configs/selfie2anime_light.yaml -o model.ch=32 -o model.img_size=128 --json
     python tools/benchmark.py -c configs/selfie2anime_light.yaml -o model.ch=32 -o model.img_size=128 --profile
+    python tools/benchmark.py -c configs/selfie2anime_16gb.yaml -o model.ch=64 --memory
 
 Reports seconds per training iteration with train.reuse_fakes on and off (interleaved, same networks) and
 their ratio, images per second, generator inference latency (eager; exported to Paddle Inference with
 and without oneDNN, and to ONNX Runtime when paddle2onnx and onnxruntime are installed) and the peak memory
 (resident set on CPU, allocator peak on GPU), as a Markdown table (the default, --markdown; ready to paste into
 the README with the command that made it) or one JSON line (--json).
+--memory instead measures only the peak memory of --iters (default 2) training iterations with the configured
+settings (train.recompute: configs/selfie2anime_16gb.yaml), as one row of the README's memory table (with what the
+weights and Adam state take alone and the smallest card it fits) or JSON; run it alone, it measures this process.
 --profile instead prints paddle.profiler's summary of --iters training iterations: where the time goes, op by op.
 CPU defaults (threads, MKL path, allocator) come from ugatit_paddle/runtime.py; variables you export win.
 Exit status: 0 done, 2 bad configuration.
@@ -20,7 +24,8 @@ import shlex
 import sys
 
 from ugatit_paddle.benchmark import (
-    TIMED_ITERATIONS, WARMUP_ITERATIONS, format_markdown, profile_training, run_benchmark,
+    MEMORY_ITERATIONS, MEMORY_TABLE_HEADER, TIMED_ITERATIONS, WARMUP_ITERATIONS, format_markdown, format_memory_row,
+    measure_memory, profile_training, run_benchmark,
 )
 from ugatit_paddle import cli
 from ugatit_paddle.config import load_config
@@ -30,8 +35,9 @@ from ugatit_paddle.inference.device import DeviceUnavailableError, add_device_ar
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_config_arguments(parser, "model.ch=32")
-    parser.add_argument("--iters", type=int, default=TIMED_ITERATIONS,
-                        help="timed iterations per setting (default %(default)s)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help=f"timed iterations per setting (default {TIMED_ITERATIONS}; "
+                             f"--memory: {MEMORY_ITERATIONS})")
     parser.add_argument("--warmup", type=int, default=WARMUP_ITERATIONS,
                         help="untimed iterations first (default %(default)s)")
     parser.add_argument("--no-export", action="store_true",
@@ -39,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--markdown", action="store_true", help="print a Markdown table (the default)")
     output.add_argument("--json", action="store_true", help="print the figures as one JSON line")
-    parser.add_argument("--profile", action="store_true",
-                        help="print paddle.profiler's operator summary of --iters training iterations instead")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--profile", action="store_true",
+                      help="print paddle.profiler's operator summary of --iters training iterations instead")
+    mode.add_argument("--memory", action="store_true",
+                      help="measure only the peak memory of --iters training iterations, as a README table row")
     add_device_argument(parser)
     a = parser.parse_args(argv)
+    if a.iters is None:
+        a.iters = MEMORY_ITERATIONS if a.memory else TIMED_ITERATIONS
     if a.iters < 1 or a.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
 
@@ -51,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         use_device(a.device)
         if a.profile:
             profile_training(cfg, iters=a.iters, warmup=a.warmup)
+            return cli.EXIT_OK
+        if a.memory:
+            result = measure_memory(cfg, iters=a.iters)
+            print(json.dumps(result) if a.json else f"{MEMORY_TABLE_HEADER}\n{format_memory_row(result)}")
             return cli.EXIT_OK
         result = run_benchmark(cfg, iters=a.iters, warmup=a.warmup, exported=not a.no_export)
         command = shlex.join(["python", "tools/benchmark.py", *sys.argv[1:]])

@@ -20,6 +20,7 @@ import paddle.nn as nn
 from .layers import (NearestUpsample2x, ReflectionPad2d, UnpaddedConv2D, cam_conv1x1, channel_sum, conv2d,
                      global_mean, global_pools, instance_norm, linear, linear_in_float32, upsample_pad_conv)
 from .norms import ILN, AdaILN
+from .recompute import run_block
 from .variant import OFFICIAL, Variant, affine_instance_norm
 
 N_DOWNSAMPLING = 2  # the encoder halves the resolution twice; features are 4*ch channels at img_size/4
@@ -121,6 +122,7 @@ class Generator(nn.Layer):
     def __init__(self, ch: int, n_res: int, img_size: int, light: bool, variant: Variant = OFFICIAL) -> None:
         super().__init__()
         self.ch, self.n_res, self.img_size, self.light, self.variant = ch, n_res, img_size, light, variant
+        self.recompute = False  # encoder, AdaILN blocks and decoder recompute their activations in backward
         mult = 2**N_DOWNSAMPLING
         dim = ch * mult
         v, bias = variant, variant.biases
@@ -168,7 +170,7 @@ class Generator(nn.Layer):
         return paddle.concat([self.gap_fc(gap), self.gmp_fc(gmp)], axis=1)
 
     def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        x = self.DownBlock(x)  # [N, 4ch, S/4, S/4]
+        x = run_block(self.DownBlock, x, recompute=self.recompute)  # [N, 4ch, S/4, S/4]
 
         gap, gmp = global_pools(x)  # [N, 4ch] each
         cam_logit = self.cam_logits(gap, gmp)  # [N, 2]
@@ -182,5 +184,5 @@ class Generator(nn.Layer):
         gamma, beta = self.gamma(h), self.beta(h)  # [N, 4ch] each
 
         for i in range(self.n_res):
-            x = getattr(self, f"UpBlock1_{i + 1}")(x, gamma, beta)
-        return self.UpBlock2(x), cam_logit, heatmap
+            x = run_block(getattr(self, f"UpBlock1_{i + 1}"), x, gamma, beta, recompute=self.recompute)
+        return run_block(self.UpBlock2, x, recompute=self.recompute), cam_logit, heatmap

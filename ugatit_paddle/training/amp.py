@@ -86,13 +86,18 @@ class AmpStep:
     def backward(self, loss: paddle.Tensor) -> None:
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
 
-    def step(self, optimizer: paddle.optimizer.Optimizer, iteration: int) -> None:
-        """Unscale, step unless a gradient overflowed, adapt the scale; record whether it was skipped."""
+    def step(self, optimizer: paddle.optimizer.Optimizer, iteration: int,
+             before_step: Callable[[], None] = lambda: None) -> None:
+        """Unscale, `before_step()` on the true gradients (the weight decay), step unless a gradient overflowed,
+        adapt the scale; record whether it was skipped."""
         with unique_name.guard():  # optimiser state names independent of process history (see ugatit.py)
             if self.scaler is None:
+                before_step()
                 optimizer.step()
                 skipped = False
             else:
+                self.scaler.unscale_(optimizer)
+                before_step()
                 self.scaler.step(optimizer)
                 self.scaler.update()
                 skipped = scaler_found_inf(self.scaler)

@@ -39,6 +39,7 @@ from ..data.archive import resolve_data_root
 from ..formats import checkpoint
 from ..models import GENERATORS, ILN, AdaILN
 from ..visualize import sample_images, sample_sheets, save_sample_sheets
+from .memory import peak_memory_mb, smallest_card_gb
 from .progress import ProgressReporter, make_progress
 from .run_lock import RunLockedError, run_lock
 from .ugatit import UGATIT
@@ -56,6 +57,9 @@ class StopReason(str, enum.Enum):
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
+
+
+PEAK_MEMORY_AFTER = 2  # iterations of a run after which its GPU memory peak is logged (both Adam states exist)
 
 
 class Trainer:
@@ -190,6 +194,7 @@ class Trainer:
         signals = _StopRequest()
         self.interrupted = None
         last_saved = last_sampled = None
+        first = self.iteration
         self.model.set_train_mode(True)
         try:
             with signals:
@@ -200,6 +205,8 @@ class Trainer:
                         seconds = time.perf_counter() - start
                         it = self.iteration
                         report.update(it, terms)
+                        if it == first + PEAK_MEMORY_AFTER or (it == end and it < first + PEAK_MEMORY_AFTER):
+                            self._log_peak_gpu_memory(writer, it - first)
                         if writer is not None and (it % t.log_every == 0 or it == end):
                             self._log_scalars(writer, terms, it, seconds)
                         if main and (it % t.sample_every == 0 or it == end):
@@ -264,6 +271,16 @@ class Trainer:
         if writer is not None:
             for direction, sheet in sheets.items():
                 writer.add_image(f"samples/{direction}", sheet, self.iteration)
+
+    def _log_peak_gpu_memory(self, writer: Any, iterations: int) -> None:
+        """On a GPU: the allocator's peak so far, to the log and VisualDL (`train/peak_gpu_mib`), once per run."""
+        kind, mib = peak_memory_mb()
+        if kind != "gpu_allocated":
+            return
+        self._say(f"peak GPU memory after {iterations} iterations: {mib:.0f} MiB allocated "
+                  f"(fits a {smallest_card_gb(mib) or 'no'} GB card; see tools/benchmark.py --memory)")
+        if writer is not None:
+            writer.add_scalar("train/peak_gpu_mib", mib, self.iteration)
 
     def _log_scalars(self, writer: Any, terms: Mapping[str, float], it: int, seconds: float) -> None:
         for key, value in terms.items():

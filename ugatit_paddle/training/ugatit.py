@@ -17,6 +17,13 @@ Everything around the step (data, resume, logging, samples, checkpoints, signals
 is the loop's (`loop.py`). In a data-parallel job (`world_size` > 1) the step averages the gradients over
 the processes before each optimiser step, so N processes with batch B train exactly like one with batch N*B.
 
+Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and decoder keep only their inputs for
+backward and run their forward again there (`models/recompute.py`): less memory, same values, more time.
+
+Waiting for the device: twice per iteration, each time one copy of all the loss terms to the host, which the
+finiteness check needs before the backward of the D and of the G step (the G loss depends on D's update); the
+returned values are those copies.
+
 Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
 and matrix products in `train.amp_dtype`), each optimiser step goes through its own `amp.AmpStep` (a
 `paddle.amp.GradScaler` for float16); overflowing steps are skipped and counted, not fatal (`amp.py`).
@@ -25,8 +32,9 @@ and matrix products in `train.amp_dtype`), each optimiser step goes through its 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import paddle
@@ -94,6 +102,8 @@ class UGATIT:
         finally:
             paddle.set_default_dtype(default_dtype)
         t = cfg.train
+        for name in GENERATORS:  # their blocks keep only their inputs for backward (the discriminators' activations
+            self.nets[name].recompute = t.recompute  # are a few % of the total: not worth a second forward)
         self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
         self.G_params = [p for n in GENERATORS for p in self.nets[n].parameters()]
         self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
@@ -107,12 +117,13 @@ class UGATIT:
 
     def _adam(self, params: list[paddle.Tensor]) -> paddle.optimizer.Adam:
         t = self.cfg.train
-        # A float weight_decay is coupled L2 added to the gradient, like torch.optim.Adam's weight_decay.
-        # The multi-tensor update (one fused step over all parameters) is about 1.6x faster on CPU than one
+        # The coupled L2 of torch.optim.Adam's weight_decay is added to the gradients in place (`_add_weight_decay`):
+        # Paddle's own (a float weight_decay) adds it into a new copy of every gradient, the same values, but
+        # 2.2 GB more at the full model's G update. The multi-tensor update (one fused step over all parameters) is about 1.6x faster on CPU than one
         # update per parameter, equal to rounding; Paddle has it for float32, not float64.
         return paddle.optimizer.Adam(
             learning_rate=self.lr_schedule, beta1=t.beta1, beta2=t.beta2, epsilon=1e-8,
-            parameters=params, weight_decay=t.weight_decay, use_multi_tensor=self.dtype == "float32",
+            parameters=params, weight_decay=None, use_multi_tensor=self.dtype == "float32",
         )
 
     def set_train_mode(self, training: bool) -> None:
@@ -140,8 +151,8 @@ class UGATIT:
             D_loss_A = losses.discriminator_loss(w, d_ga, d_la, real_A, d_fake_B2A)
             D_loss_B = losses.discriminator_loss(w, d_gb, d_lb, real_B, d_fake_A2B)
             D_loss = D_loss_A + D_loss_B
-        d_terms = {"D/A": D_loss_A, "D/B": D_loss_B}
-        self._update(D_loss, d_terms, self.D_params, self.D_optim, self.D_amp)
+        d_terms = self._update({"D/total": D_loss}, {"D/A": D_loss_A, "D/B": D_loss_B},
+                               self.D_params, self.D_optim, self.D_amp)
 
         # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
         with self._autocast(), _constants(self.D_params):
@@ -159,36 +170,45 @@ class UGATIT:
                                                   fake_A2B_cam, fake_B2B_cam)
             G_loss = G_loss_A + G_loss_B
         g_terms = {f"G/{name}_{d}": value for name in g_A for d, value in (("A", g_A[name]), ("B", g_B[name]))}
-        self._update(G_loss, g_terms, self.G_params, self.G_optim, self.G_amp)
+        g_terms = self._update({"G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B}, g_terms,
+                               self.G_params, self.G_optim, self.G_amp)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
         self.lr_schedule.step()
         self.iteration += 1
 
-        terms = {"D/total": D_loss, **d_terms, "G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B, **g_terms}
-        return {k: float(v) for k, v in terms.items()}
+        return {**d_terms, **g_terms}
 
-    def _update(self, loss: paddle.Tensor, terms: Mapping[str, paddle.Tensor], params: list[paddle.Tensor],
-                optimizer: paddle.optimizer.Optimizer, amp: AmpStep | None) -> None:
-        """Check `loss` is finite (naming the bad `terms` if not), backward, average the gradients of `params`
-        over the processes, one optimiser step (through `amp` under AMP, where a non-finite loss or gradient
-        skips the step instead of stopping training, see `amp.py`)."""
+    def _update(self, sums: Mapping[str, paddle.Tensor], terms: Mapping[str, paddle.Tensor],
+                params: list[paddle.Tensor], optimizer: paddle.optimizer.Optimizer,
+                amp: AmpStep | None) -> dict[str, float]:
+        """Check the loss (the first of `sums`, scalar tensors) is finite, naming the bad `terms` if not; backward,
+        average the gradients of `params` over the processes, one optimiser step (through `amp` under AMP, where
+        a non-finite loss or gradient skips the step instead of stopping training, see `amp.py`).
+        Returns `sums` and `terms` as floats, read from the device in one copy, for the check: the D and the G
+        step each read once (the G loss depends on the updated discriminators, and each check must come before
+        its backward), and nothing else in the iteration waits for the device."""
+        loss = next(iter(sums.values()))
         # before NaNs reach backward; the sum over processes, so that all stop (or skip) together
-        total = self._global_sum(loss)
+        values = _read_terms({**sums, **terms}, self._global_sum(loss))
+        total = values.pop(_GLOBAL_TOTAL)
         if amp is not None:
-            if not amp.loss_is_finite(math.isfinite(float(total)), self.iteration + 1, lambda: _bad_terms(terms)):
-                return
+            if not amp.loss_is_finite(math.isfinite(total), self.iteration + 1, lambda: _bad_terms(values, terms)):
+                return values
         else:
-            _check_finite(total, terms, self.iteration + 1)
+            _check_finite(total, values, terms, self.iteration + 1)
         optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
         loss.backward() if amp is None else amp.backward(loss)
         if self.world_size > 1:
             fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
+        decay = functools.partial(_add_weight_decay, params, self.cfg.train.weight_decay)
         if amp is None:
+            decay()
             _optimizer_step(optimizer)
-        else:
-            amp.step(optimizer, self.iteration + 1)  # unscales; skips the step if a gradient overflowed
+        else:  # unscales, then the decay onto the true gradients; skips the step if a gradient overflowed
+            amp.step(optimizer, self.iteration + 1, before_step=decay)
+        return values
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
@@ -247,6 +267,17 @@ def _constants(params: Sequence[paddle.Tensor]) -> Iterator[None]:
             p.stop_gradient = flag
 
 
+def _add_weight_decay(params: Sequence[paddle.Tensor], coeff: float) -> None:
+    """grad += coeff * param, in place, for each of `params` that has a gradient (coupled L2, as torch Adam's
+    weight_decay and Paddle's L2Decay: the same two operations, so the same values)."""
+    if not coeff:
+        return
+    with paddle.no_grad():
+        for p in params:
+            if p.grad is not None:
+                p.grad.add_(paddle.scale(p, coeff))
+
+
 def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
     """`optimizer.step()` with Adam's state variables named after their parameters only (the first step
     creates them; outside a fresh name scope their names would depend on everything built before), so that
@@ -255,19 +286,31 @@ def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
         optimizer.step()
 
 
-def _check_finite(total: paddle.Tensor, terms: Mapping[str, paddle.Tensor], iteration: int) -> None:
-    """If `total` is NaN/inf, raise NonFiniteLossError naming the bad terms. Checked before backward: Paddle's
-    max-pool gradient corrupts memory on NaN inputs, and a NaN must never reach the weights."""
-    if math.isfinite(float(total)):
+_GLOBAL_TOTAL = "global total"  # key of the loss summed over the processes in `_read_terms`' result
+
+
+def _read_terms(terms: Mapping[str, paddle.Tensor], global_total: paddle.Tensor) -> dict[str, float]:
+    """`terms` (scalar tensors) and `global_total` as Python floats, in one device-to-host copy: one
+    synchronisation with the device, however many terms. The global total is keyed `_GLOBAL_TOTAL`."""
+    tensors = [*terms.values(), global_total]
+    stacked = paddle.stack([t.reshape([]).astype("float64") for t in tensors])  # float64 holds float16/32 exactly
+    return dict(zip([*terms, _GLOBAL_TOTAL], stacked.numpy().tolist()))
+
+
+def _check_finite(total: float, values: Mapping[str, float], names: Iterable[str], iteration: int) -> None:
+    """If `total` (the loss summed over the processes) is NaN/inf, raise NonFiniteLossError naming those of the
+    terms `names` whose `values` are NaN/inf. Checked before backward: Paddle's max-pool gradient corrupts memory
+    on NaN inputs, and a NaN must never reach the weights."""
+    if math.isfinite(total):
         return
     raise NonFiniteLossError(
-        f"non-finite loss at iteration {iteration}: {_bad_terms(terms)}; "
+        f"non-finite loss at iteration {iteration}: {_bad_terms(values, names)}; "
         f"training stopped, the last checkpoint on disk is the last good state (try a lower train.lr)"
     )
 
 
-def _bad_terms(terms: Mapping[str, paddle.Tensor]) -> str:
-    """The non-finite loss terms with their values ("in another data-parallel process" if none here)."""
-    values = {k: float(v) for k, v in terms.items()}
-    bad = [k for k, v in values.items() if not math.isfinite(v)]
+def _bad_terms(values: Mapping[str, float], names: Iterable[str]) -> str:
+    """The non-finite ones of the terms `names` with their `values` ("in another data-parallel process" if none
+    here)."""
+    bad = [k for k in names if not math.isfinite(values[k])]
     return ", ".join(f"{k}={values[k]}" for k in bad) if bad else "in another data-parallel process"
