@@ -23,13 +23,19 @@ class FakeScaler:
         self.scale_calls += 1
         return loss * 8.0
 
+    def unscale_(self, optimizer: paddle.optimizer.Optimizer) -> None:
+        for p in optimizer._parameter_list:  # as the real one does
+            if p.grad is not None:
+                p.grad.set_value(p.grad / 8.0)
+        self.unscaled = True
+
     def step(self, optimizer: paddle.optimizer.Optimizer) -> None:
+        if not getattr(self, "unscaled", False):
+            self.unscale_(optimizer)
+        self.unscaled = False
         self.steps += 1
         self._cache_found_inf = self.steps in self.overflows
         if not self._cache_found_inf:
-            for p in optimizer._parameter_list:  # unscale, as the real one does
-                if p.grad is not None:
-                    p.grad.set_value(p.grad / 8.0)
             optimizer.step()
 
     def update(self) -> None:
