@@ -1,4 +1,4 @@
-"""AMP vs float32, peak GPU memory and speed on a GPU machine, as one Markdown table. The command is ugatit_paddle/commands/gpu_check.py (installed: ugatit-gpu-check)."""
+"""The GPU-only claims of the README measured on a GPU machine, as one Markdown table. The command is ugatit_paddle/commands/gpu_check.py (installed: ugatit-gpu-check)."""
 
 import sys
 
