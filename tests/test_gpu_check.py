@@ -90,6 +90,20 @@ def test_fc0_row_reports_both_peaks_from_fresh_processes():
     assert row.setting.startswith("full, 256 px, ch 64")
 
 
+def test_fc0_autocast_replaces_the_float32_call_of_the_full_generator(monkeypatch):
+    from ugatit_paddle.models import Generator, generator
+
+    calls = []
+    monkeypatch.setattr(generator, "linear_in_float32", lambda layer, x: calls.append(layer) or layer(x))
+    g = Generator(ch=8, n_res=1, img_size=64, light=False)
+    x = paddle.uniform([1, 3, 64, 64], min=-1, max=1)
+    g(x)
+    assert calls == [g.FC[0]]
+    with gpu_check.fc0_autocast():
+        g(x)
+    assert calls == [g.FC[0]]  # not called again: FC.0 went through a plain call
+
+
 def test_spectral_norm_row_counts_no_host_copies_on_the_cpu():
     [row] = gpu_check.spectral_norm_rows(CPU)
     assert row.result == "pass: 0 host copies (Tensor.numpy/__array__)" and float(row.sec_per_iter.split()[0]) > 0

@@ -281,16 +281,21 @@ def spectral_norm_rows(o: Options) -> list[Row]:
                 f"{statistics.median(times):.4f} s (the two forwards)")]
 
 
+def fc0_autocast() -> contextlib.AbstractContextManager:
+    """Within the block, generators compute `FC.0` as a plain call (autocast to float16 under AMP) instead of
+    `layers.linear_in_float32`: the setting `fc0_rows` compares against."""
+    from .models import generator
+
+    return patched(generator, "linear_in_float32", lambda layer, x: layer(x))
+
+
 def fc0_peak(float32_fc0: bool, small: bool = False) -> dict:
     """(In a fresh process: `fc0_rows`.) Peak GPU memory (MiB) and seconds of a second AMP iteration of the
     full model with `FC.0` in float32 (`layers.linear_in_float32`) or, `float32_fc0` False, left to autocast."""
     import paddle
 
-    from .models import generator
-
     overrides = [*model_overrides(Options(small=small), light=False), "train.amp=true", "train.recompute=true"]
-    plain = patched(generator, "linear_in_float32", lambda layer, x: layer(x))
-    with contextlib.nullcontext() if float32_fc0 else plain:
+    with contextlib.nullcontext() if float32_fc0 else fc0_autocast():
         model = build_model(overrides)
         _, seconds = timed_steps(model, image_size(overrides), 2, "gpu")
     return {"peak_mib": paddle.device.cuda.max_memory_allocated() / 2**20, "seconds": seconds}
@@ -299,7 +304,7 @@ def fc0_peak(float32_fc0: bool, small: bool = False) -> dict:
 def fc0_rows(o: Options, run: Callable[..., dict] = in_fresh_process) -> list[Row]:
     """`FC.0` in float32 under AMP against left to autocast: peak GPU memory of a full-model iteration."""
     overrides = model_overrides(o, light=False)
-    setting = f"{describe(overrides)}, batch 1, AMP float16, recompute on, peak over the 2nd iteration's G step"
+    setting = f"{describe(overrides)}, batch 1, AMP float16, recompute on, peak of 2 iterations (the G step's)"
     skip = needs_gpu(o, "FC.0 in float32 under AMP", setting)
     if skip:
         return skip
