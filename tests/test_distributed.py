@@ -104,14 +104,15 @@ sys.addaudithook(_hook)
 '''
 
 
-def _launch(tmp_path: Path, name: str, config: dict, *extra: str, env_extra: dict[str, str] | None = None
-            ) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """tools/train.py through paddle.distributed.launch with 2 processes; returns the run and each worker's log."""
+def _launch(tmp_path: Path, name: str, config: dict, *extra: str, env_extra: dict[str, str] | None = None,
+            script: Path = ROOT / "tools" / "train.py") -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`script` (tools/train.py) -c CONFIG through paddle.distributed.launch with 2 processes; returns the run and
+    each worker's log."""
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     logs = tmp_path / f"{name}_logs"
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs),
-               str(ROOT / "tools" / "train.py"), "-c", str(path), *extra]
+               str(script), "-c", str(path), *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_selected"))}
     env.update(OMP_NUM_THREADS="1", **(env_extra or {}))
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -167,3 +168,28 @@ def test_busy_output_dir_stops_every_process_with_the_same_message(tmp_path, dat
     messages = [[line for line in log.splitlines() if line.startswith("error:")] for log in logs]
     assert all(len(m) == 1 and "is in use by another run" in m[0] for m in messages), logs
     assert messages[0] == messages[1]
+
+
+_STOP_ON_RANK_1 = """import sys
+sys.path.insert(0, sys.argv[3])
+import ugatit_paddle.commands  # noqa: F401  (the CPU set-up of the tools)
+from ugatit_paddle.config import load_config
+from ugatit_paddle.training.loop import Trainer
+trainer = Trainer(load_config(sys.argv[2]))
+trainer.train(should_stop=lambda done: trainer.rank == 1 and done >= 2)
+print("stopped at", trainer.iteration)
+"""
+
+
+def test_a_stop_asked_by_one_process_stops_every_process_at_the_same_iteration(tmp_path, data_root, tiny_config):
+    """Only rank 1 asks to stop once 2 iterations are done (its vote travels in the G step's all-reduce): both
+    processes stop after iteration 2, and rank 0 writes the checkpoint there."""
+    script = tmp_path / "stop_on_rank_1.py"
+    script.write_text(_STOP_ON_RANK_1)
+    cfg = tiny_config(tmp_path / "stop", data={"root": str(data_root)},
+                      train={"iterations": 5, "save_every": 100, "sample_every": 100})
+    run, logs = _launch(tmp_path, "stop", cfg, str(ROOT), script=script)
+    assert run.returncode == 0, run.stderr[-3000:] + "".join(log[-3000:] for log in logs)
+    assert all("stopped at 2" in log for log in logs) and len(logs) == 2
+    assert "saving a checkpoint at iteration 2" in logs[0]
+    assert [it for it, _ in checkpoint.list_checkpoints(tmp_path / "stop" / "out")] == [2]

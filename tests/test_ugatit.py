@@ -158,3 +158,32 @@ def test_recompute_trains_exactly_like_keeping_the_activations(tmp_path, tiny_co
     assert weights.keys() == weights_rc.keys()
     worst = max(float(np.abs(weights[k] - weights_rc[k]).max()) for k in weights)
     assert worst <= 1e-12  # measured: 0 (the same kernels on the same values)
+
+
+@pytest.mark.parametrize("other_votes", [0, 1])
+def test_data_parallel_step_makes_two_all_reduces_carrying_the_stop_vote(tmp_path, tiny_config, monkeypatch,
+                                                                         other_votes):
+    """Besides the gradients' all-reduce, a data-parallel step makes one collective for the D loss and one for the
+    G loss, which also sums the processes' stop votes (no collective of its own). Here the "other process"
+    is simulated: the fake all-reduce adds its loss (equal to ours) and its vote (`other_votes`)."""
+    from ugatit_paddle.training import ugatit
+
+    reduced: list[list[float]] = []
+
+    def all_reduce(tensor):
+        mine = tensor.numpy()
+        reduced.append(mine.tolist())
+        tensor.set_value((mine + [mine[0], other_votes]).astype(mine.dtype))  # this and the other process
+
+    monkeypatch.setattr(paddle.distributed, "all_reduce", all_reduce)
+    monkeypatch.setattr(ugatit, "fused_allreduce_gradients", lambda params, hcg: None)
+    model = UGATIT(config_from_dict(tiny_config(tmp_path)), world_size=2)
+    model.set_train_mode(True)
+    asked = []
+    terms = model.step(*_batches(), stop_vote=lambda: asked.append(model.iteration) or False)
+    assert len(reduced) == 2 and asked == [0]
+    assert reduced[0] == [pytest.approx(terms["D/total"], rel=1e-6), 0.0]  # the D loss, no vote
+    assert reduced[1] == [pytest.approx(terms["G/total"], rel=1e-6), 0.0]  # the G loss and this process's "no"
+    assert model.stop_agreed is bool(other_votes)
+    model.step(*_batches(), stop_vote=lambda: True)
+    assert reduced[3][1] == 1.0 and model.stop_agreed is True

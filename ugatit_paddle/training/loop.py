@@ -15,7 +15,10 @@ iteration with a checkpoint, so that `resume=True` continues exactly. A run hold
 Data parallel (`python -m paddle.distributed.launch --nproc_per_node N tools/train.py ...`): every process
 holds all six networks (rank 0's weights, broadcast at the start), takes its own `train.batch_size` share of
 each global batch, and the step averages the gradients; all processes stop at the same iteration. Only
-rank 0 prints, logs and writes checkpoints and samples.
+rank 0 prints, logs and writes checkpoints and samples. Whether to stop (a signal, `should_stop`) is voted on in
+the G step's all-reduce of each iteration (`UGATIT.step`'s `stop_vote`: two collectives per iteration, not
+three): a process votes at its G step, so a signal arriving later in an iteration is honoured one iteration
+later, in every process alike, still with a checkpoint at the iteration where all stop.
 """
 
 from __future__ import annotations
@@ -196,12 +199,19 @@ class Trainer:
         last_saved = last_sampled = None
         first = self.iteration
         self.model.set_train_mode(True)
+        voted: list[StopReason | None] = [None]  # this process's last stop vote (data parallel)
+
+        def vote() -> bool:
+            """Data parallel: this process's vote, asked at the step's G all-reduce, to stop after the step."""
+            voted[0] = self._local_stop_reason(signals, should_stop, self.iteration + 1)
+            return voted[0] is not None
+
         try:
             with signals:
                 if not self._stop_requested(signals, should_stop, before_first=True):
                     for real_A, real_B in zip(*loaders):
                         start = time.perf_counter()
-                        terms = self.model.step(real_A, real_B)
+                        terms = self.model.step(real_A, real_B, vote if self.world_size > 1 else None)
                         seconds = time.perf_counter() - start
                         it = self.iteration
                         report.update(it, terms)
@@ -218,7 +228,11 @@ class Trainer:
                             checkpoint.prune(out, t.keep_checkpoints, checkpoint.GENERATORS_DIR)
                         if it % t.save_every == 0:
                             last_saved = self.save_checkpoint()
-                        if self._stop_requested(signals, should_stop):
+                        if self.world_size > 1:
+                            if self.model.stop_agreed:  # voted on in the step's G all-reduce
+                                self._stopping(voted[0] or signals.requested)
+                                break
+                        elif self._stop_requested(signals, should_stop):
                             break
             if main and self.interrupted is StopReason.SHOULD_STOP and last_sampled != self.iteration:
                 self._write_samples(samples, out, writer)  # the sheets a run ends with, as at its last iteration
@@ -237,16 +251,30 @@ class Trainer:
                         before_first: bool = False) -> bool:
         """Whether to stop now (a signal, or `should_stop`), agreed by all processes; sets `interrupted`.
         Signals are only checked after an iteration: before the first there is nothing to save."""
-        reason = None if before_first else signals.requested
-        if reason is None and should_stop is not None and should_stop(self.iteration):
-            reason = StopReason.SHOULD_STOP
+        if before_first:
+            reason = StopReason.SHOULD_STOP if should_stop is not None and should_stop(self.iteration) else None
+        else:
+            reason = self._local_stop_reason(signals, should_stop, self.iteration)
         if not self._any_process(reason is not None):
             return False
+        self._stopping(reason)
+        return True
+
+    @staticmethod
+    def _local_stop_reason(signals: _StopRequest, should_stop: Callable[[int], bool] | None,
+                           completed: int) -> StopReason | None:
+        """Why this process wants to stop once `completed` iterations are done (a signal, then `should_stop`), or
+        None."""
+        if signals.requested is not None:
+            return signals.requested
+        return StopReason.SHOULD_STOP if should_stop is not None and should_stop(completed) else None
+
+    def _stopping(self, reason: StopReason | None) -> None:
+        """Training stops after this iteration: this process's `reason` (None: another process asked)."""
         self.interrupted = reason or StopReason.SIGTERM  # stopped by another process
         if self.rank == 0:
             cause = "should_stop() is true" if reason is StopReason.SHOULD_STOP else f"{self.interrupted} received"
             print(f"\n{cause}: saving a checkpoint at iteration {self.iteration}", file=sys.stderr)
-        return True
 
     def _any_process(self, flag: bool) -> bool:
         """True if `flag` is true in any data-parallel process (`flag` itself in a single process)."""

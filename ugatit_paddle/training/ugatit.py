@@ -24,6 +24,11 @@ Waiting for the device: twice per iteration, each time one copy of all the loss 
 finiteness check needs before the backward of the D and of the G step (the G loss depends on D's update); the
 returned values are those copies.
 
+Collectives in a data-parallel iteration (besides the gradients' all-reduce): one all-reduce of the D loss and one
+of the G loss (the finiteness checks see the sum over the processes, so that all stop or skip together). The
+training loop's stop vote (`step(..., stop_vote=...)`) travels with the G loss in the same all-reduce:
+`stop_agreed` then says whether any process voted to stop.
+
 Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
 and matrix products in `train.amp_dtype`), each optimiser step goes through its own `amp.AmpStep` (a
 `paddle.amp.GradScaler` for float16); overflowing steps are skipped and counted, not fatal (`amp.py`).
@@ -34,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import paddle
@@ -114,6 +119,7 @@ class UGATIT:
         self.G_amp = AmpStep("G", t.amp_dtype, self.amp_skips) if t.amp else None
         self.D_amp = AmpStep("D", t.amp_dtype, self.amp_skips) if t.amp else None
         self.iteration = 0  # completed iterations
+        self.stop_agreed = False  # whether any process voted to stop in the last step (see `step`'s stop_vote)
 
     def _adam(self, params: list[paddle.Tensor]) -> paddle.optimizer.Adam:
         t = self.cfg.train
@@ -131,10 +137,15 @@ class UGATIT:
             net.train() if training else net.eval()
 
     # ------------------------------------------------------------------ one iteration
-    def step(self, real_A: paddle.Tensor, real_B: paddle.Tensor) -> dict[str, float]:
+    def step(self, real_A: paddle.Tensor, real_B: paddle.Tensor,
+             stop_vote: Callable[[], bool] | None = None) -> dict[str, float]:
         """One official iteration (D step, G step, rho clipping, lr step); returns the loss terms:
         D/total, D/A, D/B, G/total, G/A, G/B and the unweighted G/{adv, adv_cam, cycle, identity, cam}_{A, B}
-        ("A": the objectives of translating into domain A)."""
+        ("A": the objectives of translating into domain A).
+
+        `stop_vote()`, if given, is asked once, at the G step, whether this process wants training to stop after
+        this iteration; the answers of all processes are summed in the G loss's all-reduce (no collective of
+        their own) and `stop_agreed` is set to whether any said yes (the same value in every process)."""
         g_ab, g_ba = self.nets["genA2B"], self.nets["genB2A"]
         d_ga, d_gb, d_la, d_lb = (self.nets[n] for n in DISCRIMINATORS)
         w = self.cfg.loss
@@ -171,7 +182,7 @@ class UGATIT:
             G_loss = G_loss_A + G_loss_B
         g_terms = {f"G/{name}_{d}": value for name in g_A for d, value in (("A", g_A[name]), ("B", g_B[name]))}
         g_terms = self._update({"G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B}, g_terms,
-                               self.G_params, self.G_optim, self.G_amp)
+                               self.G_params, self.G_optim, self.G_amp, stop_vote)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
@@ -182,17 +193,22 @@ class UGATIT:
 
     def _update(self, sums: Mapping[str, paddle.Tensor], terms: Mapping[str, paddle.Tensor],
                 params: list[paddle.Tensor], optimizer: paddle.optimizer.Optimizer,
-                amp: AmpStep | None) -> dict[str, float]:
+                amp: AmpStep | None, stop_vote: Callable[[], bool] | None = None) -> dict[str, float]:
         """Check the loss (the first of `sums`, scalar tensors) is finite, naming the bad `terms` if not; backward,
         average the gradients of `params` over the processes, one optimiser step (through `amp` under AMP, where
         a non-finite loss or gradient skips the step instead of stopping training, see `amp.py`).
         Returns `sums` and `terms` as floats, read from the device in one copy, for the check: the D and the G
         step each read once (the G loss depends on the updated discriminators, and each check must come before
-        its backward), and nothing else in the iteration waits for the device."""
+        its backward), and nothing else in the iteration waits for the device. `stop_vote`: see `step`; it is
+        summed over the processes with the loss and sets `stop_agreed`."""
         loss = next(iter(sums.values()))
+        vote = stop_vote() if stop_vote is not None else None
         # before NaNs reach backward; the sum over processes, so that all stop (or skip) together
-        values = _read_terms({**sums, **terms}, self._global_sum(loss))
-        total = values.pop(_GLOBAL_TOTAL)
+        total_and_votes = self._global_sum(loss, vote)
+        values = _read_terms({**sums, **terms, _GLOBAL_TOTAL: total_and_votes[0], _VOTES: total_and_votes[1]})
+        total, votes = values.pop(_GLOBAL_TOTAL), values.pop(_VOTES)
+        if vote is not None:
+            self.stop_agreed = votes > 0
         if amp is not None:
             if not amp.loss_is_finite(math.isfinite(total), self.iteration + 1, lambda: _bad_terms(values, terms)):
                 return values
@@ -214,13 +230,14 @@ class UGATIT:
         """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
         return autocast(self.cfg.train.amp_dtype) if self.cfg.train.amp else contextlib.nullcontext()
 
-    def _global_sum(self, value: paddle.Tensor) -> paddle.Tensor:
-        """`value` summed over the data-parallel processes (itself in a single process)."""
-        if self.world_size == 1:
-            return value
-        total = value.detach().astype("float32").clone()
-        paddle.distributed.all_reduce(total)
-        return total
+    def _global_sum(self, value: paddle.Tensor, vote: bool | None = None) -> paddle.Tensor:
+        """[`value` summed over the data-parallel processes, the number of processes whose `vote` is True],
+        float32 [2] (float64 for a float64 `value`), in one all-reduce (without one in a single process); the count is 0 when `vote` is None."""
+        dtype = "float64" if value.dtype == paddle.float64 else "float32"  # float16 sums could overflow
+        pair = paddle.stack([value.detach().reshape([]).astype(dtype), paddle.full([], float(bool(vote)), dtype=dtype)])
+        if self.world_size > 1:
+            paddle.distributed.all_reduce(pair)
+        return pair
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -286,15 +303,15 @@ def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
         optimizer.step()
 
 
-_GLOBAL_TOTAL = "global total"  # key of the loss summed over the processes in `_read_terms`' result
+_GLOBAL_TOTAL = "global total"  # in `_update`: the loss summed over the processes
+_VOTES = "stop votes"  # in `_update`: the number of processes that voted to stop
 
 
-def _read_terms(terms: Mapping[str, paddle.Tensor], global_total: paddle.Tensor) -> dict[str, float]:
-    """`terms` (scalar tensors) and `global_total` as Python floats, in one device-to-host copy: one
-    synchronisation with the device, however many terms. The global total is keyed `_GLOBAL_TOTAL`."""
-    tensors = [*terms.values(), global_total]
-    stacked = paddle.stack([t.reshape([]).astype("float64") for t in tensors])  # float64 holds float16/32 exactly
-    return dict(zip([*terms, _GLOBAL_TOTAL], stacked.numpy().tolist()))
+def _read_terms(terms: Mapping[str, paddle.Tensor]) -> dict[str, float]:
+    """`terms` (scalar tensors) as Python floats, in one device-to-host copy: one synchronisation with the
+    device, however many terms."""
+    stacked = paddle.stack([t.reshape([]).astype("float64") for t in terms.values()])  # float64 holds float16/32
+    return dict(zip(terms, stacked.numpy().tolist()))
 
 
 def _check_finite(total: float, values: Mapping[str, float], names: Iterable[str], iteration: int) -> None:
