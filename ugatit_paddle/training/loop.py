@@ -145,7 +145,9 @@ class Trainer:
         """Train until `train.iterations` (or `stop_after`) and return the path of the final checkpoint.
 
         `resume`: see `resume()`. `should_stop(completed_iterations)` is asked before every iteration; True ends
-        training there, with a sample sheet and a checkpoint (`interrupted` becomes `StopReason.SHOULD_STOP`). `progress`
+        training there, with a sample sheet and a checkpoint (`interrupted` becomes `StopReason.SHOULD_STOP`). In a
+        data-parallel job it is asked during each iteration instead, at its G step, with the count that iteration
+        completes (the vote travels in the G loss's all-reduce; see the module docstring). `progress`
         receives every iteration's loss terms (default: `progress.make_progress`).
 
         Rank 0 holds the lock of `output_dir` meanwhile (`RunLockedError` if another live run holds it: in a
