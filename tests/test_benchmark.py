@@ -6,11 +6,15 @@ import json
 import os
 from pathlib import Path
 
+import paddle
 import pytest
 
-from ugatit_paddle.benchmark import format_markdown, run_benchmark
-from ugatit_paddle.config import config_from_dict, load_config
+from ugatit_paddle.benchmark import (
+    discriminator_flops, format_markdown, generator_flops, matmul_peak_gflops, official_iteration_flops, run_benchmark,
+)
+from ugatit_paddle.config import ModelConfig, config_from_dict, load_config
 from ugatit_paddle.models import build_networks
+from ugatit_paddle.models.layers import UnpaddedConv2D
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +38,73 @@ def test_run_benchmark_reports_every_figure(tmp_path, tiny_config):
     assert rows["reuse_fakes speed-up (median of paired off/on)"] == f"{result['reuse_fakes_speedup']:.2f}x"
     assert {"generator inference, batch 1, Paddle Inference", "generator inference, batch 1, ONNX Runtime",
             "peak memory, training"} <= rows.keys()
+    assert result["official_iteration_gflop"] == official_iteration_flops(cfg.model) / 1e9
+    assert result["train_gflops_per_sec"] == pytest.approx(result["official_iteration_gflop"]
+                                                           / result["train_sec_per_iter"])
+    assert result["train_share_of_peak"] == pytest.approx(result["train_gflops_per_sec"] / result["matmul_peak_gflops"])
+    work = rows[f"training, official iteration's FLOPs per second ({result['official_iteration_gflop']:.1f} "
+                "GFLOP/iteration)"]
+    assert work == (f"{result['train_gflops_per_sec']:.1f} GFLOP/s, {100 * result['train_share_of_peak']:.0f}% "
+                    "of the matmul peak")
+    assert rows["matmul peak (2048x2048 float32, same threads)"] == f"{result['matmul_peak_gflops']:.1f} GFLOP/s"
+
+
+TINY = ModelConfig(img_size=16, ch=2, n_res=1, light=True, global_layers=3, local_layers=3)
+
+
+def test_flop_count_of_a_tiny_model_by_hand():
+    # generator, c 2, S 16 (d 8, s 4): 2*k*k*Cin*Cout*H*W per convolution, 2*in*out per linear
+    generator = (2 * 49 * 3 * 2 * 16 * 16  # conv7x7 3->2 at 16
+                 + 2 * 9 * 2 * 4 * 8 * 8 + 2 * 9 * 4 * 8 * 4 * 4  # stride-2 conv3x3 2->4 at 8, 4->8 at 4
+                 + 2 * (2 * 9 * 8 * 8 * 4 * 4)  # one residual block: two conv3x3 8->8 at 4
+                 + 2 * (2 * 8 * 1) + 2 * 16 * 8 * 4 * 4  # CAM: two linears 8->1, conv1x1 16->8 at 4
+                 + 4 * (2 * 8 * 8)  # light MLP: FC.0, FC.2, gamma, beta, 8->8
+                 + 2 * (2 * 9 * 8 * 8 * 4 * 4)  # one AdaILN block
+                 + 2 * 9 * 8 * 4 * 8 * 8 + 2 * 9 * 4 * 2 * 16 * 16  # up-sampling conv3x3 8->4 at 8, 4->2 at 16
+                 + 2 * 49 * 2 * 3 * 16 * 16)  # conv7x7 2->3 at 16
+    assert generator == 471584 == generator_flops(TINY)
+    # discriminator of 3 layers: conv4x4 stride 2 3->2 at 8, conv4x4 stride 1 2->4 at 7, CAM (two linears 4->1,
+    # conv1x1 8->4 at 7), logits conv4x4 4->1 at 6
+    discriminator = 2 * 16 * 3 * 2 * 8 * 8 + 2 * 16 * 2 * 4 * 7 * 7 + 2 * (2 * 4) + 2 * 8 * 4 * 7 * 7 + 2 * 16 * 4 * 6 * 6
+    assert discriminator == 32592 == discriminator_flops(TINY, 3)
+    # official iteration: (forward + 2x backward) x (D step: 2 G, 8 D; G step: 6 G, 4 D), per image
+    assert official_iteration_flops(TINY) == 3 * (8 * 471584 + 12 * 32592) == 12491328
+    assert official_iteration_flops(TINY, batch_size=3) == 3 * 12491328
+
+
+@pytest.mark.parametrize("model", [
+    ModelConfig(img_size=96, ch=4, n_res=2, light=True),
+    ModelConfig(img_size=96, ch=4, n_res=1, light=False, global_layers=6, local_layers=4),
+    ModelConfig(img_size=96, ch=4, n_res=1, variant="tf"),
+], ids=["light", "full", "tf"])
+def test_flop_count_matches_the_layers_the_networks_run(model):
+    """The analytic count equals 2*k*k*Cin*Cout*Hout*Wout and 2*in*out summed over the convolutions and linears
+    each network actually calls on one image (output shapes read by forward hooks)."""
+    counted = {"flops": 0}
+
+    def count(layer, inputs, output):
+        c_in = int(inputs[0].shape[1])  # (spectral norm replaces a layer's `weight` by `weight_orig`)
+        k = layer._kernel_size[0] if isinstance(layer, UnpaddedConv2D) else 1
+        counted["flops"] += 2 * k * k * c_in * int(output.size)
+
+    nets = build_networks(model)
+    x = paddle.rand([1, 3, model.img_size, model.img_size])
+    for name, expected in (("genA2B", generator_flops(model)), ("disGA", discriminator_flops(model, model.global_layers)),
+                           ("disLA", discriminator_flops(model, model.local_layers))):
+        hooks = [layer.register_forward_post_hook(count) for layer in nets[name].sublayers()
+                 if isinstance(layer, (UnpaddedConv2D, paddle.nn.Linear))]
+        counted["flops"] = 0
+        with paddle.no_grad():
+            nets[name](x)
+        for hook in hooks:
+            hook.remove()
+        if name == "genA2B":  # FC.0 runs through F.linear (`layers.linear_in_float32`), which no hook sees
+            counted["flops"] += 2 * int(nets[name].FC[0].weight.size)
+        assert counted["flops"] == expected, name
+
+
+def test_matmul_peak_is_a_plausible_rate():
+    assert 0.1 < matmul_peak_gflops(size=256, repeats=3) < 1e5
 
 
 def test_tool_prints_one_json_line(tmp_path, run_tool):
@@ -52,7 +123,7 @@ def test_tool_prints_a_markdown_table_by_default(run_tool):
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert "--no-export`)" in lines[0] and lines[2] == "| measure | value |"
-    assert all(line.startswith("| ") and line.endswith(" |") for line in lines[4:]) and len(lines) == 9
+    assert all(line.startswith("| ") and line.endswith(" |") for line in lines[4:]) and len(lines) == 11
 
 
 def test_memory_reports_the_peak_the_training_state_and_a_card(run_tool):

@@ -19,6 +19,10 @@ Seconds are medians over the timed iterations: the median resists the odd slow i
 the configured settings (`train.recompute` included), what the weights and Adam state take, and the smallest
 common card that peak fits (`training/memory.py`).
 
+`official_iteration_flops(cfg.model)` counts the floating-point operations of one official training iteration from
+the networks' layer shapes, and `matmul_peak_gflops()` measures the machine's peak on one large matrix product with
+the same threads: `run_benchmark` reports the step's GFLOP/s and their share of that peak.
+
 `profile_training(cfg)` prints where a training iteration's time goes: `paddle.profiler`'s operator summary
 (forward ops and their gradient nodes by total CPU time) over a few iterations.
 """
@@ -38,10 +42,13 @@ from typing import Any
 import numpy as np
 import paddle
 
-from .config import Config
+from .config import Config, ModelConfig
 from .inference.export import InferenceModel, export_generator
 from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
 from .training.memory import CARD_SIZES_GB, peak_memory_mb, smallest_card_gb, weights_and_adam_mib
+from .models import variant_of
+from .models.generator import N_DOWNSAMPLING
+from .models.variant import stride1_padding
 from .training.ugatit import UGATIT
 
 TIMED_ITERATIONS = 5  # per measured setting
@@ -178,6 +185,8 @@ def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARM
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
     train = on if t.reuse_fakes else off
 
+    flops = official_iteration_flops(cfg.model, t.batch_size)
+    peak = matmul_peak_gflops()
     generator = model.nets["genA2B"]
     one = real_A[:1]
     result: dict[str, Any] = {
@@ -193,6 +202,10 @@ def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARM
         "train_sec_per_iter_reuse_on": on,
         "train_sec_per_iter_reuse_off": off,
         "reuse_fakes_speedup": paired_ratio(times["off"], times["on"]),
+        "official_iteration_gflop": flops / 1e9,
+        "train_gflops_per_sec": flops / 1e9 / train,  # the official iteration's work per second of ours
+        "matmul_peak_gflops": peak,
+        "train_share_of_peak": flops / 1e9 / train / peak,
         "infer_sec_per_image": statistics.median(time_eager_inference(generator, one, iters, warmup)),
         "peak_memory_kind": memory_kind,
         "peak_rss_mb" if memory_kind == "cpu_rss" else "peak_gpu_mb": memory_mb,
@@ -249,6 +262,109 @@ def format_memory_row(result: dict[str, Any]) -> str:
             f"| {result['weights_and_adam_mb']:.0f} MiB | {card} | {result['train_sec_per_iter']:.2f} |")
 
 
+# ------------------------------------------------------------------ FLOP count of the official iteration
+def conv_flops(k: int, c_in: int, c_out: int, out_h: int, out_w: int) -> int:
+    """Multiply-adds of a k x k convolution, counted as 2 FLOPs each: 2 * k * k * C_in * C_out * out_h * out_w
+    (per image; bias, padding and everything elementwise ignored)."""
+    return 2 * k * k * c_in * c_out * out_h * out_w
+
+
+def linear_flops(n_in: int, n_out: int) -> int:
+    """2 * in * out FLOPs of a linear layer on one sample (bias ignored)."""
+    return 2 * n_in * n_out
+
+
+def generator_flops(m: ModelConfig) -> int:
+    """Forward FLOPs of one generator on one [3, S, S] image (S = `m.img_size`, c = `m.ch`, d = 4c, s = S/4):
+
+    - encoder: conv7x7 3->c at S x S; conv3x3 stride 2 c->2c at S/2 and 2c->4c at s; `n_res` residual blocks of
+      two conv3x3 d->d at s;
+    - CAM: two linears d->1 (on the pooled features) and a conv1x1 2d->d at s;
+    - MLP: light: linear d->d, otherwise linear (s*s*d)->d (the full model's 268M-weight `FC.0` at 256 px, ch 64);
+      then linear d->d and the gamma and beta linears d->d;
+    - decoder: `n_res` AdaILN blocks of two conv3x3 d->d at s; conv3x3 d->d/2 at S/2 and d/2->c at S (after each
+      2x up-sampling); conv7x7 c->3 at S.
+    """
+    c, size, d = m.ch, m.img_size, m.ch * 2**N_DOWNSAMPLING
+    s = size // 2**N_DOWNSAMPLING
+    flops = conv_flops(7, 3, c, size, size)
+    for i in range(N_DOWNSAMPLING):  # stride-2 down-sampling: c*2^i -> c*2^(i+1) channels at S / 2^(i+1)
+        side = size // 2 ** (i + 1)
+        flops += conv_flops(3, c * 2**i, c * 2 ** (i + 1), side, side)
+    residual = 2 * conv_flops(3, d, d, s, s)  # one ResnetBlock or ResnetAdaILNBlock
+    flops += m.n_res * residual  # encoder
+    flops += 2 * linear_flops(d, 1) + conv_flops(1, 2 * d, d, s, s)  # CAM
+    flops += linear_flops(d if m.light else s * s * d, d) + 3 * linear_flops(d, d)  # FC.0, FC.2, gamma, beta
+    flops += m.n_res * residual  # AdaILN blocks
+    for i in range(N_DOWNSAMPLING):  # up-sampling: d / 2^i -> d / 2^(i+1) channels at S / 2^(N-1-i)
+        side = size // 2 ** (N_DOWNSAMPLING - 1 - i)
+        flops += conv_flops(3, d // 2**i, d // 2 ** (i + 1), side, side)
+    return flops + conv_flops(7, c, 3, size, size)
+
+
+def discriminator_flops(m: ModelConfig, n_layers: int) -> int:
+    """Forward FLOPs of one discriminator of `n_layers` layers on one [3, S, S] image (c = `m.ch`):
+
+    - `n_layers - 2` conv4x4 stride 2 after 1-pixel reflection padding, 3->c then doubling the channels, each
+      halving the side (S -> S/2 -> ...); then one conv4x4 stride 1, channels doubled to d = c * 2^(n_layers-2)
+      (side - 1 officially; the TF variant pads to keep the side);
+    - CAM: two linears d->1 and a conv1x1 2d->d at that side;
+    - the logits: conv4x4 stride 1 d->1 (side - 1 again officially).
+    """
+    c_out, side = m.ch, m.img_size
+    before, after = stride1_padding(variant_of(m))[2:]
+    c_in, flops = 3, 0
+    for _ in range(n_layers - 2):
+        side = (side + 2 - 4) // 2 + 1
+        flops += conv_flops(4, c_in, c_out, side, side)
+        c_in, c_out = c_out, 2 * c_out
+    side = side + before + after - 4 + 1
+    flops += conv_flops(4, c_in, c_out, side, side)
+    d = c_out
+    flops += 2 * linear_flops(d, 1) + conv_flops(1, 2 * d, d, side, side)
+    side = side + before + after - 4 + 1
+    return flops + conv_flops(4, d, 1, side, side)
+
+
+BACKWARD_FACTOR = 2  # a backward costs about twice its forward: the input gradient and the weight gradient
+
+
+def official_iteration_flops(m: ModelConfig, batch_size: int = 1) -> int:
+    """FLOPs of one iteration of the official training code (`UGATIT.train`, `parity/official_torch.py`) on
+    batches [`batch_size`, 3, S, S], from the forward FLOPs of each network (G = `generator_flops`, DG and DL =
+    `discriminator_flops` of a global and a local discriminator):
+
+    - D step: 2 G (A2B, B2A translations), each of the 4 discriminators on a real and a fake batch (4 DG + 4 DL);
+      its backward runs through all of it (the fakes are not detached);
+    - G step: 6 G (the translations again, 2 cycles, 2 identities), the 4 discriminators on the fakes
+      (2 DG + 2 DL); its backward runs through all of it (also the discriminators' weights, whose gradients the
+      official code computes and discards);
+    - backward = `BACKWARD_FACTOR` x forward, so the iteration is (1 + 2) x (8 G + 6 DG + 6 DL) per image.
+
+    Elementwise work (normalisations, activations, losses, Adam) is not counted. With `train.reuse_fakes` this
+    project skips part of that work (2 G forwards, the D backward through the generators, the discriminators'
+    weight gradients in the G step), so FLOPs / seconds is the rate of the official iteration's work.
+    """
+    forward = (8 * generator_flops(m) + 6 * discriminator_flops(m, m.global_layers)
+               + 6 * discriminator_flops(m, m.local_layers))
+    return (1 + BACKWARD_FACTOR) * forward * batch_size
+
+
+MATMUL_SIZE = 2048
+MATMUL_REPEATS = 5
+
+
+def matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
+    """The machine's practical peak: GFLOP/s of one [size, size] x [size, size] float32 matrix product
+    (2 * size^3 FLOPs) on Paddle's current device and threads, the median of `repeats` after one warm-up."""
+    rng = np.random.default_rng(0)
+    a, b = (paddle.to_tensor(rng.standard_normal((size, size)).astype(np.float32)) for _ in range(2))
+    paddle.matmul(a, b)
+    seconds = statistics.median(_seconds(lambda: paddle.matmul(a, b))
+                                for _ in range(repeats))
+    return 2 * size**3 / seconds / 1e9
+
+
 def profile_training(cfg: Config, iters: int = 3, warmup: int = 1) -> None:
     """Print `paddle.profiler`'s summary of `iters` training iterations (after `warmup`) with `cfg`'s settings;
     its "Operator Summary" lists each forward op and gradient node by total time."""
@@ -289,6 +405,11 @@ def format_markdown(result: dict[str, Any], command: str | None = None) -> str:
         lines.append(f"| training, reuse_fakes {setting}{note} | {seconds:.3f} s/iteration, "
                      f"{images / seconds:.2f} images/s |")
     lines.append(f"| reuse_fakes speed-up (median of paired off/on) | {result['reuse_fakes_speedup']:.2f}x |")
+    lines.append(f"| training, official iteration's FLOPs per second ({result['official_iteration_gflop']:.1f} "
+                 f"GFLOP/iteration) | {result['train_gflops_per_sec']:.1f} GFLOP/s, "
+                 f"{100 * result['train_share_of_peak']:.0f}% of the matmul peak |")
+    lines.append(f"| matmul peak ({MATMUL_SIZE}x{MATMUL_SIZE} float32, same threads) | "
+                 f"{result['matmul_peak_gflops']:.1f} GFLOP/s |")
     lines.append(f"| generator inference, batch 1, eager | {result['infer_sec_per_image'] * 1000:.1f} ms/image |")
     for key, label in (("infer_exported_sec_per_image", "Paddle Inference"),
                        ("infer_exported_onednn_sec_per_image", "Paddle Inference + oneDNN"),

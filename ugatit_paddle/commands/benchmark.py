@@ -6,7 +6,9 @@
     python tools/benchmark.py -c configs/selfie2anime_16gb.yaml -o model.ch=64 --memory
 
 Reports seconds per training iteration with train.reuse_fakes on and off (interleaved, same networks) and
-their ratio, images per second, generator inference latency (eager; exported to Paddle Inference with
+their ratio, images per second, the rate of work (the official iteration's FLOPs, counted from the layer shapes,
+per second of the configured step) beside the peak of one 2048x2048 float32 matrix product on the same threads,
+generator inference latency (eager; exported to Paddle Inference with
 and without oneDNN, and to ONNX Runtime when paddle2onnx and onnxruntime are installed) and the peak memory
 (resident set on CPU, allocator peak on GPU), as a Markdown table (the default, --markdown; ready to paste into
 the README with the command that made it) or one JSON line (--json).
