@@ -468,11 +468,11 @@ def host_memory_after_save(small: bool = False) -> dict:
     save; resident memory before and after the save, the process's peak, the checkpoint's size and the glibc
     allocator settings in effect."""
     from .formats import checkpoint
-    from .runtime import GLIBC_MALLOC
+    from .runtime import GLIBC_MALLOC, paddle_on_cpu
 
     overrides = model_overrides(Options(small=small))
     model = build_model(overrides)
-    device = "gpu" if _on_gpu() else "cpu"
+    device = "cpu" if paddle_on_cpu() else "gpu"
     timed_steps(model, image_size(overrides), 1, device)
     gc.collect()
     before = rss_mib()
@@ -484,12 +484,6 @@ def host_memory_after_save(small: bool = False) -> dict:
     return {"before": before, "after": after, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "checkpoint_mib": size, "allocator": {k: os.environ[k] for k in GLIBC_MALLOC if k in os.environ},
             "device": device}
-
-
-def _on_gpu() -> bool:
-    import paddle
-
-    return paddle.device.get_device().startswith("gpu")
 
 
 def host_memory_rows(o: Options, run: Callable[..., dict] = in_fresh_process) -> list[Row]:

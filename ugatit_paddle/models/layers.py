@@ -112,7 +112,7 @@ class ReflectionPad2d(nn.Layer):
             raise ValueError(f"reflection padding {p} needs sides larger than {p}, got {h}x{w}")
         if cpu_kernels.applies(x):
             return cpu_kernels.reflection_pad(x, p)
-        if deterministic_mode() or not paddle.in_dynamic_mode():
+        if not paddle.in_dynamic_mode() or deterministic_mode():
             return static_forms.reflection_pad(x, p)
         return F.pad(x, [p, p, p, p], mode="reflect")
 
