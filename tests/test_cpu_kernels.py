@@ -73,6 +73,30 @@ def test_nearest_upsample_equals_paddle_interpolate_with_gradient():
     np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, atol", [("float64", 1e-12), ("float32", 2e-6)])
+@pytest.mark.parametrize("transposed", [True, False])
+def test_upsample_conv3x3_equals_upsample_pad_conv_with_gradients(transposed, dtype, atol, monkeypatch):
+    """Both forms of the decoder's up-sampling step (a transposed convolution of the edge-padded input on large
+    planes, one gather and the convolution on small ones) give the plain ops' output and gradients (C_out > C_in: the small-plane form's convolution is not a transposed one)."""
+    monkeypatch.setattr(cpu_kernels, "UPSAMPLE_TRANSPOSED_MIN_PIXELS", 1 if transposed else 10**9)
+    used = []
+    transpose = paddle.nn.functional.conv2d_transpose
+    monkeypatch.setattr(cpu_kernels.F, "conv2d_transpose", lambda *a, **k: used.append(1) or transpose(*a, **k))
+    rng = np.random.default_rng(0)
+    x = paddle.to_tensor(rng.uniform(-1, 1, (2, 6, 5, 7)).astype(dtype), stop_gradient=False)
+    weight = paddle.to_tensor(rng.uniform(-1, 1, (8, 6, 3, 3)).astype(dtype), stop_gradient=False)
+    bias = paddle.to_tensor(rng.uniform(-1, 1, (8,)).astype(dtype), stop_gradient=False)
+    out = cpu_kernels.upsample_conv3x3(x, weight, bias)
+    upsampled = paddle.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    expected = paddle.nn.functional.conv2d(paddle.nn.functional.pad(upsampled, [1] * 4, mode="reflect"), weight, bias)
+    assert bool(used) == transposed
+    assert out.shape == [2, 8, 10, 14]
+    upstream = paddle.to_tensor(rng.uniform(-1, 1, out.shape).astype(dtype))
+    grads, expected_grads = paddle.grad(out, [x, weight, bias], upstream), paddle.grad(expected, [x, weight, bias], upstream)
+    for got, want in zip([out, *grads], [expected, *expected_grads]):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=atol * float(np.abs(want.numpy()).max()))
+
+
 def _kernel_test_networks() -> tuple[dict, dict]:
     """A tiny light model's genA2B, disGA, disLA in float32 and the same weights in float64, all in eval mode
     (spectral norm's vectors stay put, so every run sees the same weights)."""

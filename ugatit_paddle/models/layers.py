@@ -179,10 +179,16 @@ def cam_weighting(x: paddle.Tensor, fc_weight: paddle.Tensor) -> paddle.Tensor:
 def upsample_pad_conv(x: paddle.Tensor, upsample: NearestUpsample2x, pad: ReflectionPad2d,
                       conv: UnpaddedConv2D) -> paddle.Tensor:
     """`conv(pad(upsample(x)))` for a 3x3 `conv` after 1-pixel padding: x [N, C, H, W] -> [N, C_out, 2H, 2W].
-    In static graphs one transposed convolution (`static_forms.upsample_conv3x3`)."""
-    if paddle.in_dynamic_mode():
-        return conv(pad(upsample(x)))
-    return static_forms.upsample_conv3x3(x, conv.weight, conv.bias)
+    In static graphs one transposed convolution (`static_forms.upsample_conv3x3`), on CPU in dynamic mode
+    `cpu_kernels.upsample_conv3x3` (that transposed convolution on large planes, else one gather and the
+    convolution)."""
+    if pad.padding != 1 or conv._kernel_size[0] != 3 or conv._stride[0] != 1 or conv.scaled_weight is not None:
+        raise ValueError("upsample_pad_conv needs 1-pixel padding and an unscaled 3x3 stride-1 convolution")
+    if not paddle.in_dynamic_mode():
+        return static_forms.upsample_conv3x3(x, conv.weight, conv.bias)
+    if cpu_kernels.applies(x):
+        return cpu_kernels.upsample_conv3x3(x, conv.weight, conv.bias)
+    return conv(pad(upsample(x)))
 
 
 def global_pools(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:

@@ -66,8 +66,13 @@ def upsample_conv3x3(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tenso
     over input rows (i - 1, i) for a = 0 and (i, i + 1) for a = 1, with the rows' weights combined as in
     `_combine_taps`.
     """
-    kernel = _combine_taps(_combine_taps(weight, 2), 3).transpose([1, 0, 2, 3])  # [C, O, 4, 4]
-    return F.conv2d_transpose(edge_pad1(x), kernel, bias, stride=2, padding=3)
+    return F.conv2d_transpose(edge_pad1(x), upsample_conv3x3_kernel(weight), bias, stride=2, padding=3)
+
+
+def upsample_conv3x3_kernel(weight: paddle.Tensor) -> paddle.Tensor:
+    """The transposed-convolution kernel of `upsample_conv3x3`: weight [O, C, 3, 3] -> [C, O, 4, 4] (to run with
+    stride 2 and padding 3 on the edge-padded input)."""
+    return _combine_taps(_combine_taps(weight, 2), 3).transpose([1, 0, 2, 3])
 
 
 def cam_conv1x1(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, gap_weight: paddle.Tensor,
