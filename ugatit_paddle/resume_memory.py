@@ -1,20 +1,21 @@
 """Host memory of a data-parallel resume, rank by rank: what each process holds outside its tensors.
 
 `measure_resume_memory(cfg, processes)` writes a checkpoint of `cfg`'s model after one training step (so that it
-holds Adam's state) in a temporary folder, then starts `processes` CPU processes with `paddle.distributed.launch`
-twice: once resuming that checkpoint (`Trainer.resume`, as `tools/train.py --resume`) and once starting fresh. Each
+holds Adam's state) in a temporary folder, then starts `processes` processes with `paddle.distributed.launch` (on
+the GPUs if Paddle has CUDA and there are enough of them, else on the CPU) twice: once resuming that checkpoint (`Trainer.resume`, as `tools/train.py --resume`) and once starting fresh. Each
 process (this module run as `python -m ugatit_paddle.resume_memory`) records, after building its `Trainer`, after
 the resume and after one training step on synthetic images:
 
 - `rss_mib`, `peak_rss_mib`: its resident set now and its peak so far (`/proc/self/status`, Linux);
-- `tensors_mib`: what its model's tensors take (weights, buffers, gradients, optimiser accumulators): the memory
-  that lives on the card when training on GPUs;
-- `host_mib` = `rss_mib` - `tensors_mib`: what would stay in host memory on a GPU (Paddle's runtime, Python,
-  and any host copy of the checkpoint, such as the optimiser state kept as arrays until the first step).
+- `tensors_mib`: what its model's tensors in host memory take (weights, buffers, gradients, optimiser
+  accumulators on a CPU, which live on the card when training on GPUs; on a GPU only Adam's beta powers);
+- `host_mib` = `rss_mib` - `tensors_mib`: the host memory besides the model's tensors, what a GPU process holds
+  in host memory (Paddle's runtime, Python, and any host copy of the checkpoint, such as the optimiser state kept
+  as arrays until the first step).
 
 `extra_host_mib` per rank = resumed `host_mib` after the resume - fresh `host_mib` after building: the host memory
 the resume costs that rank beyond a fresh start, to read against `optimizer_state_mib` (Adam's moments, about two
-thirds of a checkpoint). On CPU, tensors are host memory too, so the resident peaks are given as they are.
+thirds of a checkpoint). On a CPU the tensors are host memory too: the resident peaks are given as they are.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the processes import this
 
 
 def measure_resume_memory(cfg: Config, processes: int = 2) -> dict[str, Any]:
-    """Resume `cfg`'s model in `processes` CPU processes and start it fresh, each process's memory at each stage
+    """Resume `cfg`'s model in `processes` processes and start it fresh, each process's memory at each stage
     (see the module's docstring); raises RuntimeError with the processes' logs if a launch fails."""
     with tempfile.TemporaryDirectory(prefix="ugatit_resume_memory_") as tmp:
         work = Path(tmp)
@@ -62,6 +63,7 @@ def measure_resume_memory(cfg: Config, processes: int = 2) -> dict[str, Any]:
         return {
             "processes": processes,
             "paddle": paddle.__version__,
+            "device": runs["resumed"][0]["device"],
             "model": dataclasses.asdict(cfg.model),
             "float64": cfg.train.float64,
             "checkpoint_mib": path.stat().st_size / 2**20,
@@ -76,7 +78,7 @@ def format_summary(result: dict[str, Any]) -> str:
     """A `measure_resume_memory` result as a few lines of text (MiB)."""
     m = result["model"]
     lines = [f"{'light' if m['light'] else 'full'}, {m['img_size']} px, ch {m['ch']}"
-             f"{', float64' if result['float64'] else ''}, {result['processes']} CPU processes, Paddle "
+             f"{', float64' if result['float64'] else ''}, {result['processes']} {result['device'].upper()} processes, Paddle "
              f"{result['paddle']}: checkpoint {result['checkpoint_mib']:.0f} MiB, of which optimiser state "
              f"{result['optimizer_state_mib']:.0f} MiB",
              "| rank | run | host (RSS - tensors) after build / resume / step | peak RSS after resume / step "
@@ -126,13 +128,15 @@ def _proc_status_mib(field: str) -> float:
 
 
 def _memory(model: UGATIT) -> dict[str, float]:
-    """This process's resident set now and at its peak, and what `model`'s tensors take (MiB)."""
+    """This process's resident set now and at its peak, and what `model`'s tensors in host memory take (MiB):
+    all of them on a CPU, Adam's beta powers only on a GPU."""
     tensors = [t for net in model.nets.values() for t in net.state_dict().values()]
     tensors += [p.grad for net in model.nets.values() for p in net.parameters() if p.grad is not None]
     tensors += [*optimizer_state.accumulators(model.G_optim).values(),
                 *optimizer_state.accumulators(model.D_optim).values()]
     # (an optimiser given a state before its first step lists the arrays it keeps: host memory, not tensors)
-    tensor_mib = sum(int(t.size) * t.element_size() for t in tensors if isinstance(t, paddle.Tensor)) / 2**20
+    tensor_mib = sum(int(t.size) * t.element_size() for t in tensors
+                     if isinstance(t, paddle.Tensor) and t.place.is_cpu_place()) / 2**20
     rss = _proc_status_mib("VmRSS")
     return {"rss_mib": rss, "peak_rss_mib": _proc_status_mib("VmHWM"), "tensors_mib": tensor_mib,
             "host_mib": rss - tensor_mib}
@@ -144,7 +148,7 @@ def _worker(config_path: str, records: str, resume: str) -> None:
     from .training.loop import Trainer
 
     trainer = Trainer(load_config(config_path))
-    stages = {"built": _memory(trainer.model)}
+    stages = {"device": paddle.device.get_device().split(":")[0], "built": _memory(trainer.model)}
     if resume:
         trainer.resume(resume)
         stages["resumed"] = _memory(trainer.model)

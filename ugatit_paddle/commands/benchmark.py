@@ -16,8 +16,9 @@ the README with the command that made it) or one JSON line (--json).
 --memory instead measures only the peak memory of --iters (default 2) training iterations with the configured
 settings (train.recompute: configs/selfie2anime_16gb.yaml), as one row of the README's memory table (with what the
 weights and Adam state take alone and the smallest card it fits) or JSON; run it alone, it measures this process.
---resume-memory instead resumes a checkpoint of the model (written after one step) in --processes (default 2) CPU
-processes started by paddle.distributed.launch, and starts it fresh, and reports each process's host memory
+--resume-memory instead resumes a checkpoint of the model (written after one step) in --processes (default 2)
+processes started by paddle.distributed.launch (on GPUs when there are enough, else on the CPU), and starts it
+fresh, and reports each process's host memory
 (resident set minus its tensors: what stays on the host when they are on a GPU) and resident peaks after building,
 resuming and one step, against the checkpoint's size and its optimiser state's (ugatit_paddle/resume_memory.py).
 --profile instead prints paddle.profiler's summary of --iters training iterations: where the time goes, op by op.
