@@ -2,9 +2,10 @@
 
 `measure_resume_memory(cfg, processes)` writes a checkpoint of `cfg`'s model after one training step (so that it
 holds Adam's state) in a temporary folder, then starts `processes` processes with `paddle.distributed.launch` (on
-the GPUs if Paddle has CUDA and there are enough of them, else on the CPU) twice: once resuming that checkpoint (`Trainer.resume`, as `tools/train.py --resume`) and once starting fresh. Each
-process (this module run as `python -m ugatit_paddle.resume_memory`) records, after building its `Trainer`, after
-the resume and after one training step on synthetic images:
+the GPUs if Paddle has CUDA and there are enough of them, else on the CPU) twice: once resuming that checkpoint
+(`Trainer.resume`, as `tools/train.py --resume`) and once starting fresh. Each process (this module run as
+`python -m ugatit_paddle.resume_memory`) records, after building its `Trainer`, after the resume and after one
+training step on synthetic images:
 
 - `rss_mib`, `peak_rss_mib`: its resident set now and its peak so far (`/proc/self/status`, Linux);
 - `tensors_mib`: what its model's tensors in host memory take (weights, buffers, gradients, optimiser
@@ -78,9 +79,9 @@ def format_summary(result: dict[str, Any]) -> str:
     """A `measure_resume_memory` result as a few lines of text (MiB)."""
     m = result["model"]
     lines = [f"{'light' if m['light'] else 'full'}, {m['img_size']} px, ch {m['ch']}"
-             f"{', float64' if result['float64'] else ''}, {result['processes']} {result['device'].upper()} processes, Paddle "
-             f"{result['paddle']}: checkpoint {result['checkpoint_mib']:.0f} MiB, of which optimiser state "
-             f"{result['optimizer_state_mib']:.0f} MiB",
+             f"{', float64' if result['float64'] else ''}, {result['processes']} {result['device'].upper()} "
+             f"processes, Paddle {result['paddle']}: checkpoint {result['checkpoint_mib']:.0f} MiB, of which "
+             f"optimiser state {result['optimizer_state_mib']:.0f} MiB",
              "| rank | run | host (RSS - tensors) after build / resume / step | peak RSS after resume / step "
              "| resume's extra host memory |", "|---|---|---|---|---|"]
     for rank, extra in enumerate(result["extra_host_mib"]):
