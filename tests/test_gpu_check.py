@@ -60,7 +60,8 @@ def test_a_failing_row_function_becomes_an_error_row_and_the_others_still_run():
 def test_every_row_function_is_in_the_table():
     names = {f.__name__ for f in gpu_check.ROWS}
     assert names == {"amp_rows", "memory_rows", "spectral_norm_rows", "fc0_rows", "overflow_rows", "bfloat16_rows",
-                     "deterministic_rows", "inference_rows", "host_memory_rows", "nccl_rows"}
+                     "deterministic_rows", "inference_rows", "host_memory_rows", "nccl_rows",
+                     "resume_memory_rows"}
 
 
 @pytest.mark.parametrize("rows", [gpu_check.amp_rows, gpu_check.fc0_rows, gpu_check.overflow_rows])
@@ -156,3 +157,15 @@ def test_host_memory_row_verdict_on_a_gpu():
 def test_nccl_rows_need_two_gpus():
     [row] = gpu_check.nccl_rows(CPU, gpus=1)
     assert row.result == "skipped: needs 2 GPUs, this machine has 1"
+
+
+def test_resume_memory_rows_pass_when_no_other_rank_holds_the_optimiser_state():
+    [row] = gpu_check.resume_memory_rows(CPU, gpus=1)
+    assert row.result == "skipped: needs 2 GPUs, this machine has 1"
+    result = {"extra_host_mib": [1100.0, 3.0], "optimizer_state_mib": 1024.0, "checkpoint_mib": 1536.0}
+    [row] = gpu_check.resume_memory_rows(CPU, gpus=2, measure=lambda cfg, processes: result)
+    assert row.result == ("pass: host memory after the resume beyond a fresh start, rank 0 +1100 MiB, other ranks "
+                          "+3 MiB (optimiser state 1024 MiB, checkpoint 1536 MiB)")
+    result["extra_host_mib"][1] = 1030.0  # a host copy of the optimiser state on rank 1
+    [row] = gpu_check.resume_memory_rows(CPU, gpus=2, measure=lambda cfg, processes: result)
+    assert row.result.startswith("FAIL: ") and "other ranks +1030 MiB" in row.result

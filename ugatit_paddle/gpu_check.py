@@ -17,6 +17,8 @@ that one that fails becomes a row with its error (one broken check never hides t
 - `inference_rows`: Paddle Inference and ONNX Runtime (CUDA provider) on the device against the CPU;
 - `host_memory_rows`: resident host memory after a checkpoint save (allocator settings off on a GPU);
 - `nccl_rows`: a 2-process resume and the busy-folder stop through `paddle.distributed.launch` (2 GPUs).
+- `resume_memory_rows`: each rank's host memory after a 2-process resume against a fresh start
+  (`resume_memory.measure_resume_memory`, 2 GPUs): no rank other than 0 holds a host copy of the optimiser state.
 
 `Options.device` is "gpu" in the tool; rows that can run without AMP also run with "cpu" (the tests), the
 AMP rows then say they need a GPU. `Options.small` makes every model tiny (tests).
@@ -568,9 +570,31 @@ def nccl_rows(o: Options, gpus: int | None = None) -> list[Row]:
             Row("NCCL busy folder", setting, stop)]
 
 
+def resume_memory_rows(o: Options, gpus: int | None = None, measure: Callable[..., dict] | None = None) -> list[Row]:
+    """On 2 GPUs: the host memory each rank holds besides its tensors after a resume, against a fresh start
+    (`measure` overrides `resume_memory.measure_resume_memory`, `gpus` the card count: tests)."""
+    import paddle
+
+    from .config import load_config
+    from .resume_memory import measure_resume_memory
+
+    gpus = paddle.device.cuda.device_count() if gpus is None else gpus
+    overrides = model_overrides(o)
+    setting = f"2 processes, {describe(overrides)}, paddle.distributed.launch"
+    if gpus < 2:
+        return [Row("NCCL resume, host memory", setting, f"skipped: needs 2 GPUs, this machine has {gpus}")]
+    r = (measure or measure_resume_memory)(load_config(None, overrides), processes=2)
+    others = r["extra_host_mib"][1:]
+    ok = all(extra < 0.2 * r["optimizer_state_mib"] for extra in others)
+    return [Row("NCCL resume, host memory", setting,
+                f"{'pass' if ok else 'FAIL'}: host memory after the resume beyond a fresh start, rank 0 "
+                f"{r['extra_host_mib'][0]:+.0f} MiB, other ranks {', '.join(f'{x:+.0f}' for x in others)} MiB "
+                f"(optimiser state {r['optimizer_state_mib']:.0f} MiB, checkpoint {r['checkpoint_mib']:.0f} MiB)")]
+
+
 ROWS: list[Callable[[Options], list[Row]]] = [
     amp_rows, memory_rows, spectral_norm_rows, fc0_rows, overflow_rows, bfloat16_rows, deterministic_rows,
-    inference_rows, host_memory_rows, nccl_rows,
+    inference_rows, host_memory_rows, nccl_rows, resume_memory_rows,
 ]
 """The table's row functions, in order; each takes the options and returns its rows (add GPU checks here)."""
 

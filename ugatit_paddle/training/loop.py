@@ -24,7 +24,6 @@ later, in every process alike, still with a checkpoint at the iteration where al
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import signal
 import sys
@@ -77,7 +76,7 @@ class Trainer:
         self.rank, self.world_size = _data_parallel()
         self.model = UGATIT(cfg, world_size=self.world_size)
         if self.world_size > 1:
-            _broadcast_from_rank0(self.model.nets)  # same start everywhere whatever each process drew
+            _broadcast_from_rank0(_network_tensors(self.model.nets))  # same start everywhere whatever each process drew
         self.interrupted: StopReason | None = None  # why the last `train()` stopped early, if it did
 
     @property
@@ -119,10 +118,11 @@ class Trainer:
         self._say(f"resumed from {path} at iteration {self.iteration}")
 
     def _resume_from_rank0(self, path: Path) -> None:
-        """Rank 0 reads the checkpoint at `path`; the networks go to the other processes straight into their
-        weights, the rest (optimiser state, schedule, iteration) array by array, so that a process other than
-        rank 0 never holds the networks' part of the file in memory nor reads the file. A bad file raises the
-        same CheckpointError in every process."""
+        """Rank 0 reads the checkpoint at `path`; the other processes receive its tensors straight into theirs:
+        the networks' weights and the optimisers' accumulators (created beforehand as the first step would,
+        `UGATIT.load_state`), one collective per tensor, and the small rest (schedule, iteration) as one object.
+        A process other than rank 0 so never reads the file nor holds any of its tensors in host memory. A bad
+        file raises the same CheckpointError in every process."""
         payload, error = None, None
         if self.rank == 0:
             try:
@@ -133,12 +133,18 @@ class Trainer:
         error = _from_rank0(error)
         if error is not None:
             raise checkpoint.CheckpointError(error)
-        _broadcast_from_rank0(self.model.nets)
-        rest = None if payload is None else {k: v for k, v in payload.items() if k != "networks"}
+        rest = None
+        if payload is not None:
+            rest = {k: v for k, v in payload.items() if k not in ("networks", "optimizers")}
+            if "optimizers" in payload:  # the accumulators follow in place; `{}` makes load_state create them
+                rest["optimizers"] = {name: {} for name in payload["optimizers"]}
         del payload
-        rest = _broadcast_arrays_from_rank0(rest)
+        rest = _from_rank0(rest)
         if self.rank != 0:
             self.model.load_state(rest, str(path), networks=False)
+        _broadcast_from_rank0(_network_tensors(self.model.nets))
+        if "optimizers" in rest:
+            _broadcast_from_rank0(self.model.optimizer_tensors())
 
     def train(self, resume: str | bool = False, stop_after: int | None = None,
               should_stop: Callable[[int], bool] | None = None, progress: ProgressReporter | None = None) -> Path:
@@ -340,50 +346,24 @@ def _from_rank0(value: Any) -> Any:
     return values[0]
 
 
-def _broadcast_arrays_from_rank0(tree: Any) -> Any:
-    """Rank 0's `tree` (dicts, lists and scalars holding numpy arrays) in every process: the structure with
-    the arrays' shapes and dtypes first, then each array on its own (one array at a time in transit)."""
-
-    def skeleton(node: Any) -> Any:
-        if isinstance(node, np.ndarray):
-            return _ArraySpec(tuple(node.shape), str(node.dtype))
-        if isinstance(node, dict):
-            return {k: skeleton(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return type(node)(skeleton(v) for v in node)
-        return node
-
-    def fill(spec: Any, node: Any) -> Any:
-        if isinstance(spec, _ArraySpec):
-            if paddle.distributed.get_rank() == 0:
-                tensor = paddle.to_tensor(node)
-            else:
-                tensor = paddle.empty(list(spec.shape), dtype=spec.dtype)
-            paddle.distributed.broadcast(tensor, src=0)
-            return node if node is not None else tensor.numpy()
-        if isinstance(spec, dict):
-            return {k: fill(v, None if node is None else node[k]) for k, v in spec.items()}
-        if isinstance(spec, (list, tuple)):
-            return type(spec)(fill(v, None if node is None else node[i]) for i, v in enumerate(spec))
-        return spec
-
-    return fill(_from_rank0(None if tree is None else skeleton(tree)), tree)
+def _network_tensors(nets: Mapping[str, paddle.nn.Layer]) -> list[paddle.Tensor]:
+    """The parameters and buffers (spectral-norm u/v) of `nets`, in the same order in every process."""
+    return [tensor for net in nets.values() for tensor in net.state_dict().values()]
 
 
-@dataclasses.dataclass(frozen=True)
-class _ArraySpec:
-    """Shape and dtype of an array that `_broadcast_arrays_from_rank0` sends separately."""
-
-    shape: tuple[int, ...]
-    dtype: str
-
-
-def _broadcast_from_rank0(nets: Mapping[str, paddle.nn.Layer]) -> None:
-    """Copy rank 0's parameters and buffers (spectral-norm u/v) to every process."""
+def _broadcast_from_rank0(tensors: Sequence[paddle.Tensor]) -> None:
+    """Copy rank 0's `tensors` into every process's, in place: one collective per tensor, except the one-element
+    ones (Adam's beta powers, which live on the host even on a GPU, out of NCCL's reach), which go together as one
+    object. The same `tensors` (count, order, shapes) in every process."""
+    scalars = [t for t in tensors if int(t.size) == 1]
+    values = _from_rank0([t.numpy() for t in scalars] if paddle.distributed.get_rank() == 0 else None)
     with paddle.no_grad():
-        for net in nets.values():
-            for tensor in net.state_dict().values():
+        for tensor in tensors:
+            if int(tensor.size) != 1:
                 paddle.distributed.broadcast(tensor, src=0)
+        if paddle.distributed.get_rank() != 0:
+            for tensor, value in zip(scalars, values):
+                tensor.set_value(value)
 
 
 class _StopRequest:

@@ -49,7 +49,7 @@ from paddle.utils import unique_name
 from ..config import Config, ConfigError
 from ..formats import checkpoint
 from ..models import DISCRIMINATORS, GENERATORS, build_networks, clip_rho
-from . import losses
+from . import losses, optimizer_state
 from .losses import NonFiniteLossError
 from .amp import AmpStep, OverflowSkips, autocast
 from .determinism import configure_gpu_kernels
@@ -257,17 +257,26 @@ class UGATIT:
     def load_state(self, payload: Mapping[str, Any], path: str = "checkpoint", networks: bool = True) -> None:
         """Restore a training checkpoint (networks, optimisers, schedule, iteration); weights-only files
         (converted official checkpoints) restore the networks and start at iteration 0. `networks=False`: all
-        but the networks (a data-parallel resume, where they come from rank 0)."""
+        but the networks (a data-parallel resume, where they come from rank 0). The optimisers' accumulators are
+        created here (`optimizer_state.materialise`) and the checkpoint's copied into them; an optimiser's state
+        without accumulators (`{}`: a data-parallel resume, where they come from rank 0 in place) leaves them at
+        their initial values."""
         if networks:
             checkpoint.load_networks(self.nets, payload, path)
         if "optimizers" in payload:
-            self.G_optim.set_state_dict(payload["optimizers"]["G"])
-            self.D_optim.set_state_dict(payload["optimizers"]["D"])
+            optimizer_state.load(self.G_optim, self.G_params, payload["optimizers"]["G"], path, "optimizers/G")
+            optimizer_state.load(self.D_optim, self.D_params, payload["optimizers"]["D"], path, "optimizers/D")
             self.lr_schedule.set_state_dict(payload["lr_scheduler"])
             self.iteration = int(payload["iteration"])
         if self.G_amp is not None and "grad_scalers" in payload:
             self.G_amp.load_state_dict(payload["grad_scalers"]["G"])
             self.D_amp.load_state_dict(payload["grad_scalers"]["D"])
+
+    def optimizer_tensors(self) -> list[paddle.Tensor]:
+        """The two optimisers' accumulators as live tensors (G's, then D's, each by name: the same list in every
+        process), once they exist (after `load_state` of a checkpoint with optimiser state, or the first step)."""
+        return [*optimizer_state.accumulators(self.G_optim).values(),
+                *optimizer_state.accumulators(self.D_optim).values()]
 
 
 @contextlib.contextmanager
@@ -297,8 +306,8 @@ def _add_weight_decay(params: Sequence[paddle.Tensor], coeff: float) -> None:
 
 def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
     """`optimizer.step()` with Adam's state variables named after their parameters only (the first step
-    creates them; outside a fresh name scope their names would depend on everything built before), so that
-    a checkpoint's optimiser state restores in any process."""
+    creates them unless a resume did, `optimizer_state.materialise`; outside a fresh name scope their names would
+    depend on everything built before), so that a checkpoint's optimiser state restores in any process."""
     with unique_name.guard():
         optimizer.step()
 
