@@ -99,13 +99,16 @@ def test_a_run_of_overflows_stops_training(tmp_path, tiny_config):
         model.step(x, x)
 
 
-def test_non_finite_loss_under_amp_skips_the_step_before_backward(tmp_path, tiny_config):
+def test_non_finite_loss_under_amp_skips_the_update(tmp_path, tiny_config):
     model = _amp_model(tmp_path, tiny_config, limit=2, overflows={"D": set(), "G": set()})
     w = model.nets["disLA"].conv1x1.weight
     w.set_value(paddle.full(w.shape, float("nan")))
     x = paddle.uniform([1, 3, 128, 128], min=-1, max=1, seed=3)
+    d0, g0 = _weights(model, "disGA"), _weights(model, "genA2B")
     model.step(x, x)  # D and G losses are NaN (the discriminator's output): skipped, not raised
-    assert model.D_amp.scaler.scale_calls == 0 and model.amp_skips.in_a_row == {"D": 1, "G": 1}
+    assert model.D_amp.scaler.steps == 0 and model.G_amp.scaler.steps == 0  # the scaler never stepped
+    assert model.amp_skips.in_a_row == {"D": 1, "G": 1}
+    assert np.array_equal(_weights(model, "disGA"), d0) and np.array_equal(_weights(model, "genA2B"), g0)
     with pytest.raises(AmpOverflowError, match=r"2 D steps in a row overflowed .*D/A=nan"):
         model.step(x, x)
 

@@ -13,7 +13,9 @@ from ugatit_paddle.models import (
     Discriminator, Generator, build_networks, check_model_config, clip_rho, output_size, smallest_img_size,
 )
 from ugatit_paddle.models import spectral_norm as spectral_norm_module
-from ugatit_paddle.models.layers import LeakyReLU, ReflectionPad2d, add_scalar, conv2d, linear, linear_in_float32
+from ugatit_paddle.models.layers import (
+    LeakyReLU, ReflectionPad2d, add_scalar, conv2d, global_max, linear, linear_in_float32,
+)
 from ugatit_paddle.models.norms import ILN, AdaILN, iln_statistics
 from ugatit_paddle.models.spectral_norm import spectral_norm
 
@@ -273,3 +275,33 @@ def test_spectral_norm_linear_gradient_is_that_of_the_normalised_weight():
     sigma = paddle.dot(fc.weight_u, paddle.mv(w.t(), fc.weight_v))
     (expected,) = paddle.grad(paddle.nn.functional.linear(x, w / sigma, fc.bias), w, upstream)
     np.testing.assert_allclose(grad.numpy(), expected.numpy(), rtol=0, atol=1e-6 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_global_max_is_the_max_pool_with_its_gradient_on_the_first_maximum(dtype):
+    x = paddle.randn([2, 5, 7, 9]).astype(dtype)
+    x[0, 1] = 3.0  # a constant plane: every element ties for the maximum
+    x.stop_gradient = False
+    pooled = paddle.nn.functional.adaptive_max_pool2d(x, 1).flatten(1)
+    mine = global_max(x)
+    np.testing.assert_array_equal(mine.numpy(), pooled.numpy())
+    weights = paddle.arange(10, dtype=dtype).reshape([2, 5])
+    (grad,) = paddle.grad((mine * weights).sum(), x)
+    (expected,) = paddle.grad((pooled * weights).sum(), x)
+    np.testing.assert_array_equal(grad.numpy(), expected.numpy())
+    tie = np.zeros([7, 9], dtype)
+    tie[0, 0] = 1.0  # the first of the tied elements, as torch's adaptive max pool picks
+    np.testing.assert_array_equal(grad.numpy()[0, 1], tie)
+
+
+def test_global_max_gradient_stays_inside_planes_holding_nan():
+    # The backward of a NaN activation (a diverging step, checked only after it) must not write out of bounds:
+    # one gradient element per plane, wherever the NaNs are.
+    x = paddle.randn([1, 3, 4, 4])
+    x[0, 0] = float("nan")  # all NaN
+    x[0, 1, 2, 3] = float("nan")  # one NaN
+    x.stop_gradient = False
+    (grad,) = paddle.grad(global_max(x).sum(), x)
+    counts = (grad.numpy() != 0).reshape([3, 16]).sum(axis=1)
+    np.testing.assert_array_equal(counts, [1, 1, 1])
+    assert float(grad.sum()) == 3.0

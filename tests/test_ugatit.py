@@ -79,6 +79,29 @@ def test_non_finite_loss_names_the_iteration_and_term(tmp_path, tiny_config):
     assert model.iteration == 0
 
 
+def test_non_finite_input_stops_after_a_safe_backward_with_weights_and_adam_state_unchanged(tmp_path, tiny_config):
+    # A NaN batch makes every activation NaN, the max pools' too: the backwards run through them, the check
+    # after them stops the step before any update, and names the D term (the generators' ReLUs turn NaN into 0).
+    model = UGATIT(config_from_dict(tiny_config(tmp_path)))
+    model.set_train_mode(True)
+    x, y = _batches()
+    model.step(x, y)  # creates the Adam state
+    # the parameters (the spectral norms' u and v advance in every training forward, as in the official code)
+    weights = {f"{n}.{k}": v.numpy().copy() for n, net in model.nets.items() for k, v in net.named_parameters()}
+    adam = {f"{o}.{k}": np.array(v.numpy()) for o, opt in (("G", model.G_optim), ("D", model.D_optim))
+            for k, v in opt.state_dict().items() if isinstance(v, paddle.Tensor)}
+    with pytest.raises(NonFiniteLossError, match=r"iteration 2: D/A=nan;"):
+        model.step(paddle.full_like(x, float("nan")), y)
+    for n, net in model.nets.items():
+        for k, v in net.named_parameters():
+            np.testing.assert_array_equal(v.numpy(), weights[f"{n}.{k}"], err_msg=f"{n}.{k}")
+    for o, opt in (("G", model.G_optim), ("D", model.D_optim)):
+        for k, v in opt.state_dict().items():
+            if isinstance(v, paddle.Tensor):
+                np.testing.assert_array_equal(v.numpy(), adam[f"{o}.{k}"], err_msg=f"{o}.{k}")
+    assert len(adam) > 0 and model.iteration == 1
+
+
 _READS = ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__array__")
 
 
@@ -108,8 +131,8 @@ def device_reads(monkeypatch) -> list[str]:
 
 @pytest.mark.parametrize("reuse", [True, False])
 def test_step_reads_the_device_once_per_optimiser_step(tmp_path, tiny_config, device_reads, reuse):
-    # The D check must precede D's backward and the G loss needs the updated discriminators, so the step
-    # cannot decide both with one read: one read of all terms per optimiser step, none anywhere else.
+    # The D check must precede D's update, the G loss needs the updated discriminators, and Paddle's Adam cannot
+    # skip an update on the device: one read of all terms per optimiser step, none anywhere else.
     model = UGATIT(config_from_dict(tiny_config(tmp_path, train={"reuse_fakes": reuse})))
     model.set_train_mode(True)
     x, y = _batches()

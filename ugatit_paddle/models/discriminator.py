@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from .layers import LeakyReLU, ReflectionPad2d, cam_weighting, conv2d, linear
+from .layers import LeakyReLU, ReflectionPad2d, cam_weighting, conv2d, global_max, linear
 from .spectral_norm import spectral_norm
 from .variant import OFFICIAL, ReflectionPadSides, Variant, stride1_padding
 
@@ -78,7 +77,7 @@ class Discriminator(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         x = self.model(x)
-        gap, gmp = x.mean(axis=[2, 3]), F.adaptive_max_pool2d(x, 1).flatten(1)  # gmp: grad to the argmax, as torch
+        gap, gmp = x.mean(axis=[2, 3]), global_max(x)  # gmp: grad to the first argmax, as torch
         if self.variant.shared_cam:
             # TF: one classifier for both logits; both halves weighted by (normalised weight + bias).
             cam_logit = paddle.concat([self.cam_fc(gap), self.cam_fc(gmp)], axis=1)

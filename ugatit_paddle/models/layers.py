@@ -192,12 +192,23 @@ def upsample_pad_conv(x: paddle.Tensor, upsample: NearestUpsample2x, pad: Reflec
 
 
 def global_pools(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Global average and max pooling of x [N, C, H, W] -> (gap [N, C], gmp [N, C]).
+    """Global average and max pooling of x [N, C, H, W] -> (gap [N, C], gmp [N, C]); gmp is `global_max`."""
+    return global_mean(x), global_max(x)
 
-    gmp passes its gradient to the argmax, as torch's adaptive max pooling does."""
-    if paddle.in_dynamic_mode():
-        return x.mean(axis=[2, 3]), F.adaptive_max_pool2d(x, 1).flatten(1)
-    return static_forms.plane_mean(x), static_forms.plane_max(x)
+
+def global_max(x: paddle.Tensor) -> paddle.Tensor:
+    """Maximum of each channel of x [N, C, H, W] -> [N, C], its gradient going to the first maximum of the
+    plane, as torch's adaptive max pooling does (ties included).
+
+    Spelled as an argmax and a gather (`take_along_axis`), not `F.adaptive_max_pool2d`: Paddle's max-pool
+    gradient writes out of bounds for a plane holding NaN (its argmax index is never set), while an argmax index
+    is always inside the plane, so a backward through NaN activations is safe. A NaN that is not the argmax is
+    skipped here (the pool would return NaN); the loss is NaN anyway through the average pool of the same plane."""
+    if not paddle.in_dynamic_mode():
+        return static_forms.plane_max(x)
+    flat = x.flatten(2)  # [N, C, H*W]
+    first_max = flat.argmax(axis=2, keepdim=True)  # [N, C, 1]
+    return paddle.take_along_axis(flat, first_max, axis=2).squeeze(2)
 
 
 def global_mean(x: paddle.Tensor) -> paddle.Tensor:

@@ -2,7 +2,7 @@
 
 Under float16 an overflow is part of normal training: the `paddle.amp.GradScaler` finds an inf/NaN gradient,
 skips that optimiser step and halves its scale (every 2nd such step, Paddle's default). A forward overflow makes
-the loss itself non-finite; that step is skipped too (before backward: see `ugatit._check_finite`). Training
+the loss itself non-finite; that step is skipped too (after its backward: see `ugatit._check_finite`). Training
 stops only after `train.amp_max_skipped` steps of one optimiser in a row were skipped (`OverflowSkips`): then
 it is diverging, not overflowing.
 

@@ -21,8 +21,11 @@ Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and de
 backward and run their forward again there (`models/recompute.py`): less memory, same values, more time.
 
 Waiting for the device: twice per iteration, each time one copy of all the loss terms to the host, which the
-finiteness check needs before the backward of the D and of the G step (the G loss depends on D's update); the
-returned values are those copies.
+finiteness check needs after the backward and before the update of the D and of the G step; the returned values
+are those copies. One read per iteration would need the D update to be skipped on the device when its loss is
+not finite (the G loss depends on D's update, so its read cannot come first): Paddle's Adam has no such skip in
+dynamic mode (its `found_inf` is read on the host, `if found_inf:` in `Optimizer.step` of 2.6 and 3.3, and the
+single-tensor kernel's skip input, passed in static graphs only, is copied to the host on GPUs).
 
 Collectives in a data-parallel iteration (besides the gradients' all-reduce): one all-reduce of the D loss and one
 of the G loss (the finiteness checks see the sum over the processes, so that all stop or skip together). The
@@ -194,16 +197,22 @@ class UGATIT:
     def _update(self, sums: Mapping[str, paddle.Tensor], terms: Mapping[str, paddle.Tensor],
                 params: list[paddle.Tensor], optimizer: paddle.optimizer.Optimizer,
                 amp: AmpStep | None, stop_vote: Callable[[], bool] | None = None) -> dict[str, float]:
-        """Check the loss (the first of `sums`, scalar tensors) is finite, naming the bad `terms` if not; backward,
-        average the gradients of `params` over the processes, one optimiser step (through `amp` under AMP, where
-        a non-finite loss or gradient skips the step instead of stopping training, see `amp.py`).
+        """Backward of the loss (the first of `sums`, scalar tensors), average the gradients of `params` over the
+        processes, check the loss is finite (naming the bad `terms` if not), one optimiser step (through `amp` under
+        AMP, where a non-finite loss or gradient skips the step instead of stopping training, see `amp.py`).
         Returns `sums` and `terms` as floats, read from the device in one copy, for the check: the D and the G
-        step each read once (the G loss depends on the updated discriminators, and each check must come before
-        its backward), and nothing else in the iteration waits for the device. `stop_vote`: see `step`; it is
-        summed over the processes with the loss and sets `stop_agreed`."""
+        step each read once, after their backward and before their update (the G loss depends on the updated
+        discriminators, and Paddle's Adam cannot skip an update without a read, see the module docstring), and
+        nothing else in the iteration waits for the device. `stop_vote`: see `step`; it is summed over the
+        processes with the loss and sets `stop_agreed`."""
         loss = next(iter(sums.values()))
         vote = stop_vote() if stop_vote is not None else None
-        # before NaNs reach backward; the sum over processes, so that all stop (or skip) together
+        optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
+        loss.backward() if amp is None else amp.backward(loss)  # safe on NaN (`models.layers.global_max`)
+        if self.world_size > 1:
+            fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
+        # The sum over processes, so that all stop (or skip) together. Read after the backward: the device has
+        # the forward and the backward queued before the host waits for it.
         total_and_votes = self._global_sum(loss, vote)
         values = _read_terms({**sums, **terms, _GLOBAL_TOTAL: total_and_votes[0], _VOTES: total_and_votes[1]})
         total, votes = values.pop(_GLOBAL_TOTAL), values.pop(_VOTES)
@@ -214,10 +223,6 @@ class UGATIT:
                 return values
         else:
             _check_finite(total, values, terms, self.iteration + 1)
-        optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
-        loss.backward() if amp is None else amp.backward(loss)
-        if self.world_size > 1:
-            fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
         decay = functools.partial(_add_weight_decay, params, self.cfg.train.weight_decay)
         if amp is None:
             decay()
@@ -325,8 +330,8 @@ def _read_terms(terms: Mapping[str, paddle.Tensor]) -> dict[str, float]:
 
 def _check_finite(total: float, values: Mapping[str, float], names: Iterable[str], iteration: int) -> None:
     """If `total` (the loss summed over the processes) is NaN/inf, raise NonFiniteLossError naming those of the
-    terms `names` whose `values` are NaN/inf. Checked before backward: Paddle's max-pool gradient corrupts memory
-    on NaN inputs, and a NaN must never reach the weights."""
+    terms `names` whose `values` are NaN/inf. Checked before the optimiser step: a NaN must never reach the
+    weights (the backward before it is safe on NaN: `models.layers.global_max`)."""
     if math.isfinite(total):
         return
     raise NonFiniteLossError(
