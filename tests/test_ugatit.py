@@ -139,7 +139,8 @@ def test_non_finite_generator_loss_stops_before_the_generator_update(tmp_path, t
 
 @pytest.mark.parametrize("light", [True, False])
 def test_recompute_trains_exactly_like_keeping_the_activations(tmp_path, tiny_config, light):
-    # float64, where no rounding flip gets amplified: 3 iterations, the same losses and weights either way
+    # float64, where no rounding flip gets amplified: 3 iterations, the same losses, weights and spectral-norm u/v
+    # buffers either way (the discriminators' power iteration runs once per forward, not again in the replay)
     x, y = (paddle.uniform([1, 3, 64, 64], min=-1, max=1, seed=s) for s in (3, 4))
     runs = {}
     for recompute in (False, True):
@@ -151,7 +152,9 @@ def test_recompute_trains_exactly_like_keeping_the_activations(tmp_path, tiny_co
         weights = {f"{n}.{k}": v.numpy() for n, net in model.nets.items() for k, v in net.state_dict().items()}
         runs[recompute] = terms, weights
     (terms, weights), (terms_rc, weights_rc) = runs[False], runs[True]
-    assert model.nets["genA2B"].recompute and weights["genA2B.FC.0.weight"].dtype == np.float64
+    assert model.nets["genA2B"].recompute and model.nets["disLA"].recompute
+    assert weights["genA2B.FC.0.weight"].dtype == np.float64
+    assert "disGA.model.1.weight_u" in weights and "disLB.conv.weight_v" in weights  # spectral-norm buffers compared
     for a, b in zip(terms, terms_rc):
         assert a.keys() == b.keys()
         np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-12, atol=0)

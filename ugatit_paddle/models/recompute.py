@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paddle
@@ -23,7 +23,7 @@ from paddle.distributed.fleet.utils import recompute as _paddle_recompute
 from . import cpu_kernels
 
 
-def recomputed(layer: nn.Layer, *inputs: paddle.Tensor) -> Any:
+def recomputed(layer: nn.Layer | Callable[..., Any], *inputs: paddle.Tensor) -> Any:
     """`layer(*inputs)`, its intermediate activations recomputed in backward instead of kept (plain call
     where no gradient is recorded)."""
     if not paddle.is_grad_enabled():
@@ -35,7 +35,7 @@ def recomputed(layer: nn.Layer, *inputs: paddle.Tensor) -> Any:
         return _paddle_recompute(layer, *inputs, preserve_rng_state=False, use_reentrant=False)
 
 
-def run_block(layer: nn.Layer, *inputs: paddle.Tensor, recompute: bool) -> Any:
+def run_block(layer: nn.Layer | Callable[..., Any], *inputs: paddle.Tensor, recompute: bool) -> Any:
     """`layer(*inputs)`, recomputed in backward (`recomputed`) if `recompute`."""
     return recomputed(layer, *inputs) if recompute else layer(*inputs)
 

@@ -107,8 +107,9 @@ class UGATIT:
         finally:
             paddle.set_default_dtype(default_dtype)
         t = cfg.train
-        for name in GENERATORS:  # their blocks keep only their inputs for backward (the discriminators' activations
-            self.nets[name].recompute = t.recompute  # are a few % of the total: not worth a second forward)
+        for name in (*GENERATORS, *DISCRIMINATORS):  # generator blocks and discriminator conv stacks: only their
+            # inputs kept for backward (the conv stacks after spectral norm, which runs once per forward)
+            self.nets[name].recompute = t.recompute
         self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
         self.G_params = [p for n in GENERATORS for p in self.nets[n].parameters()]
         self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
