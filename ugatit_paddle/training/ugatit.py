@@ -225,6 +225,7 @@ class UGATIT:
             _optimizer_step(optimizer)
         else:  # unscales, then the decay onto the true gradients; skips the step if a gradient overflowed
             amp.step(optimizer, self.iteration + 1, before_step=decay)
+        optimizer.clear_grad(set_to_zero=False)  # freed now, not held through the other step's backward (its peak)
         return values
 
     def _autocast(self) -> contextlib.AbstractContextManager:
