@@ -5,7 +5,9 @@ Paddle's own mechanism (`paddle.distributed.fleet.utils.recompute`, in Paddle 2.
 saved-tensor-hook form (`use_reentrant=False`): it gives parameters their gradients also where the block's
 inputs need none (a generator's first block on real images), which the PyLayer form does not. The blocks
 recomputed are pure functions of their inputs and weights (no random numbers, no buffers updated), so the
-second forward computes the same values and the gradients are those of the plain forward.
+second forward computes the same values and the gradients are those of the plain forward. (The discriminators'
+conv stacks qualify because spectral norm, which advances its u/v buffers, runs before the recomputed part and
+hands it the normalised weights: `Discriminator.features`.) A block may be a layer or any function of tensors.
 """
 
 from __future__ import annotations
