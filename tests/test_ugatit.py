@@ -54,6 +54,25 @@ def test_step_returns_the_weighted_terms_and_advances(tmp_path, tiny_config):
         assert terms[f"G/{d}"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_gradients_are_freed_after_each_optimiser_step(tmp_path, tiny_config, monkeypatch):
+    # memory: the D step's gradients must not be alive during the G step's backward, the peak of an iteration
+    from ugatit_paddle.training import losses
+    model = UGATIT(config_from_dict(tiny_config(tmp_path)))
+    model.set_train_mode(True)
+    d_grads_in_g_step = []
+    generator_loss = losses.generator_loss
+
+    def recording(*args, **kwargs):
+        d_grads_in_g_step.append(sum(p.grad is not None for p in model.D_params))
+        return generator_loss(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "generator_loss", recording)
+    for _ in range(2):
+        model.step(*_batches())
+    assert d_grads_in_g_step == [0, 0, 0, 0]  # two G losses per iteration
+    assert all(p.grad is None for p in model.G_params + model.D_params)
+
+
 def test_state_round_trip_continues_identically(tmp_path, tiny_config):
     cfg = config_from_dict(tiny_config(tmp_path, train={"iterations": 4}))
     x, y = _batches()
