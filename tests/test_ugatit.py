@@ -54,6 +54,25 @@ def test_step_returns_the_weighted_terms_and_advances(tmp_path, tiny_config):
         assert terms[f"G/{d}"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_gradients_are_freed_after_each_optimiser_step(tmp_path, tiny_config, monkeypatch):
+    # memory: the D step's gradients must not be alive during the G step's backward, the peak of an iteration
+    from ugatit_paddle.training import losses
+    model = UGATIT(config_from_dict(tiny_config(tmp_path)))
+    model.set_train_mode(True)
+    d_grads_in_g_step = []
+    generator_loss = losses.generator_loss
+
+    def recording(*args, **kwargs):
+        d_grads_in_g_step.append(sum(p.grad is not None for p in model.D_params))
+        return generator_loss(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "generator_loss", recording)
+    for _ in range(2):
+        model.step(*_batches())
+    assert d_grads_in_g_step == [0, 0, 0, 0]  # two G losses per iteration
+    assert all(p.grad is None for p in model.G_params + model.D_params)
+
+
 def test_state_round_trip_continues_identically(tmp_path, tiny_config):
     cfg = config_from_dict(tiny_config(tmp_path, train={"iterations": 4}))
     x, y = _batches()
@@ -162,7 +181,8 @@ def test_non_finite_generator_loss_stops_before_the_generator_update(tmp_path, t
 
 @pytest.mark.parametrize("light", [True, False])
 def test_recompute_trains_exactly_like_keeping_the_activations(tmp_path, tiny_config, light):
-    # float64, where no rounding flip gets amplified: 3 iterations, the same losses and weights either way
+    # float64, where no rounding flip gets amplified: 3 iterations, the same losses, weights and spectral-norm u/v
+    # buffers either way (the discriminators' power iteration runs once per forward, not again in the replay)
     x, y = (paddle.uniform([1, 3, 64, 64], min=-1, max=1, seed=s) for s in (3, 4))
     runs = {}
     for recompute in (False, True):
@@ -174,7 +194,9 @@ def test_recompute_trains_exactly_like_keeping_the_activations(tmp_path, tiny_co
         weights = {f"{n}.{k}": v.numpy() for n, net in model.nets.items() for k, v in net.state_dict().items()}
         runs[recompute] = terms, weights
     (terms, weights), (terms_rc, weights_rc) = runs[False], runs[True]
-    assert model.nets["genA2B"].recompute and weights["genA2B.FC.0.weight"].dtype == np.float64
+    assert model.nets["genA2B"].recompute and model.nets["disLA"].recompute
+    assert weights["genA2B.FC.0.weight"].dtype == np.float64
+    assert "disGA.model.1.weight_u" in weights and "disLB.conv.weight_v" in weights  # spectral-norm buffers compared
     for a, b in zip(terms, terms_rc):
         assert a.keys() == b.keys()
         np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-12, atol=0)

@@ -7,11 +7,14 @@ train mode only, as PyTorch's does (see `spectral_norm.py`).
 
 from __future__ import annotations
 
+import functools
+
 import paddle
 import paddle.nn as nn
 
-from .layers import LeakyReLU, ReflectionPad2d, cam_weighting, conv2d, global_max, linear
-from .spectral_norm import spectral_norm
+from .layers import LeakyReLU, ReflectionPad2d, UnpaddedConv2D, cam_weighting, conv2d, global_max, linear
+from .recompute import run_block
+from .spectral_norm import normalise_before, spectral_norm
 from .variant import OFFICIAL, ReflectionPadSides, Variant, stride1_padding
 
 
@@ -50,6 +53,7 @@ class Discriminator(nn.Layer):
         if n_layers < 3:
             raise ValueError(f"a discriminator needs n_layers >= 3, got {n_layers}")
         self.ch, self.n_layers, self.variant = ch, n_layers, variant
+        self.recompute = False  # the conv stack `model` recomputes its activations in backward
         _sn = spectral_norm if variant.spectral_norm else (lambda layer: layer)
         same = stride1_padding(variant)
         model: list[nn.Layer] = [ReflectionPad2d(1), _sn(conv2d(3, ch, 4, stride=2)), LeakyReLU(0.2)]
@@ -76,7 +80,7 @@ class Discriminator(nn.Layer):
         return ReflectionPad2d(1) if padding == (1, 1, 1, 1) else ReflectionPadSides(padding)
 
     def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        x = self.model(x)
+        x = self.features(x)
         gap, gmp = x.mean(axis=[2, 3]), global_max(x)  # gmp: grad to the first argmax, as torch
         if self.variant.shared_cam:
             # TF: one classifier for both logits; both halves weighted by (normalised weight + bias).
@@ -92,3 +96,39 @@ class Discriminator(nn.Layer):
         x = self.leaky_relu(self.conv1x1(x))
         heatmap = x.sum(axis=1, keepdim=True)
         return self.conv(self.pad(x)), cam_logit, heatmap
+
+    def features(self, x: paddle.Tensor) -> paddle.Tensor:
+        """The conv stack `model`: x [N, 3, S, S] -> [N, 2^(n_layers-2) ch, P+1, P+1] (official).
+
+        Spectral norm runs here, once per call (one power iteration in train mode), before the stack's pads,
+        convolutions and activations, which use the normalised weights it returns; with `recompute` only those
+        are run again in backward, with the same weights, and the u/v buffers advance once per forward.
+        """
+        weights = self._normalise_stack(x.shape)
+        return run_block(functools.partial(self._apply_stack, weights), x, recompute=self.recompute)
+
+    def _normalise_stack(self, x_shape: list[int]) -> list[tuple]:
+        """Each convolution's normalised weights (`UnpaddedConv2D.weights`) for an input of shape `x_shape`."""
+        shape, weights = list(x_shape), []
+        for layer in self.model:
+            if isinstance(layer, UnpaddedConv2D):
+                normalise_before(layer, shape)
+                weights.append(layer.weights())
+                shape = layer.output_shape(shape)
+            elif isinstance(layer, (ReflectionPad2d, ReflectionPadSides)):
+                shape = _padded_shape(shape, layer.padding)
+        return weights
+
+    def _apply_stack(self, weights: list[tuple], x: paddle.Tensor) -> paddle.Tensor:
+        """`model(x)` with the convolutions' weights given (from `_normalise_stack`), their pre-hooks not run."""
+        convs = iter(weights)
+        for layer in self.model:
+            x = layer.convolve(x, *next(convs)) if isinstance(layer, UnpaddedConv2D) else layer(x)
+        return x
+
+
+def _padded_shape(shape: list[int], padding: int | tuple[int, int, int, int]) -> list[int]:
+    """Shape [N, C, H, W] after reflection padding by `padding` (all sides, or (left, right, top, bottom))."""
+    left, right, top, bottom = (padding,) * 4 if isinstance(padding, int) else padding
+    n, c, h, w = shape
+    return [n, c, h + top + bottom, w + left + right]

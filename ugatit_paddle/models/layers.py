@@ -42,17 +42,30 @@ class UnpaddedConv2D(nn.Conv2D):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """x [N, C_in, H, W] -> [N, C_out, (H - k) / stride + 1, (W - k) / stride + 1]."""
-        if self.scaled_weight is None:
-            return self._convolve(x, self.weight, self.bias)
-        weight, scale = self.scaled_weight
+        return self.convolve(x, *self.weights())
+
+    def weights(self) -> tuple[paddle.Tensor | None, tuple[paddle.Tensor, paddle.Tensor] | None]:
+        """What `forward` convolves with now: `(weight, None)` or `(None, scaled_weight)`."""
+        return (None, self.scaled_weight) if self.scaled_weight is not None else (self.weight, None)
+
+    def convolve(self, x: paddle.Tensor, weight: paddle.Tensor | None,
+                 scaled_weight: tuple[paddle.Tensor, paddle.Tensor] | None) -> paddle.Tensor:
+        """`forward` with explicit weights (a pair from `weights()`), as recomputation replays it in backward."""
+        if scaled_weight is None:
+            return self._convolve(x, weight, self.bias)
+        weight, scale = scaled_weight
         out = self._convolve(x, weight, None) * scale
         return out if self.bias is None else out + self.bias.reshape([1, -1, 1, 1])
 
-    def output_numel(self, x_shape: list[int]) -> int:
-        """Number of elements of the output for an input of shape `x_shape` [N, C_in, H, W]."""
+    def output_shape(self, x_shape: list[int]) -> list[int]:
+        """Shape [N, C_out, H', W'] of the output for an input of shape `x_shape` [N, C_in, H, W]."""
         n, _, h, w = x_shape
         k, s = self._kernel_size[0], self._stride[0]
-        return n * self._out_channels * ((h - k) // s + 1) * ((w - k) // s + 1)
+        return [n, self._out_channels, (h - k) // s + 1, (w - k) // s + 1]
+
+    def output_numel(self, x_shape: list[int]) -> int:
+        """Number of elements of the output for an input of shape `x_shape` [N, C_in, H, W]."""
+        return math.prod(self.output_shape(x_shape))
 
     def _convolve(self, x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None) -> paddle.Tensor:
         if cpu_kernels.applies(x):

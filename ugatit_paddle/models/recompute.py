@@ -5,7 +5,9 @@ Paddle's own mechanism (`paddle.distributed.fleet.utils.recompute`, in Paddle 2.
 saved-tensor-hook form (`use_reentrant=False`): it gives parameters their gradients also where the block's
 inputs need none (a generator's first block on real images), which the PyLayer form does not. The blocks
 recomputed are pure functions of their inputs and weights (no random numbers, no buffers updated), so the
-second forward computes the same values and the gradients are those of the plain forward.
+second forward computes the same values and the gradients are those of the plain forward. (The discriminators'
+conv stacks qualify because spectral norm, which advances its u/v buffers, runs before the recomputed part and
+hands it the normalised weights: `Discriminator.features`.) A block may be a layer or any function of tensors.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paddle
@@ -23,7 +25,7 @@ from paddle.distributed.fleet.utils import recompute as _paddle_recompute
 from . import cpu_kernels
 
 
-def recomputed(layer: nn.Layer, *inputs: paddle.Tensor) -> Any:
+def recomputed(layer: nn.Layer | Callable[..., Any], *inputs: paddle.Tensor) -> Any:
     """`layer(*inputs)`, its intermediate activations recomputed in backward instead of kept (plain call
     where no gradient is recorded)."""
     if not paddle.is_grad_enabled():
@@ -35,7 +37,7 @@ def recomputed(layer: nn.Layer, *inputs: paddle.Tensor) -> Any:
         return _paddle_recompute(layer, *inputs, preserve_rng_state=False, use_reentrant=False)
 
 
-def run_block(layer: nn.Layer, *inputs: paddle.Tensor, recompute: bool) -> Any:
+def run_block(layer: nn.Layer | Callable[..., Any], *inputs: paddle.Tensor, recompute: bool) -> Any:
     """`layer(*inputs)`, recomputed in backward (`recomputed`) if `recompute`."""
     return recomputed(layer, *inputs) if recompute else layer(*inputs)
 

@@ -69,14 +69,19 @@ class SpectralNorm:
             weight = weight.transpose([self.dim] + [d for d in range(weight.ndim) if d != self.dim])
         return weight.reshape([weight.shape[0], -1])
 
-    def __call__(self, layer: nn.Layer, inputs: object) -> None:
+    def __call__(self, layer: nn.Layer, inputs: tuple[paddle.Tensor, ...]) -> None:
+        self.normalise(layer, inputs[0].shape)
+
+    def normalise(self, layer: nn.Layer, input_shape: list[int]) -> None:
+        """Set the layer's normalised `weight` (or `scaled_weight`) for an input of shape `input_shape`; in train
+        mode after one power iteration."""
         # In float32 also under `train.amp`: auto_cast would run the power iteration's products in float16 (8.4M
         # weights cast at every forward) and hand the float32 buffers float16 values.
         scale_output = not autocast_active()  # asked before the region below turns it off
         with paddle.amp.auto_cast(enable=False):
-            self._normalise(layer, inputs, scale_output)
+            self._normalise(layer, input_shape, scale_output)
 
-    def _normalise(self, layer: nn.Layer, inputs: object, scale_output: bool) -> None:
+    def _normalise(self, layer: nn.Layer, input_shape: list[int], scale_output: bool) -> None:
         weight = layer.weight_orig
         u, v = layer.weight_u, layer.weight_v
         with paddle.no_grad():
@@ -94,7 +99,7 @@ class SpectralNorm:
         # times the reciprocal rather than a division: equal to rounding, and on CPU Paddle's gradient of a
         # tensor-by-scalar product is cheaper than that of the quotient (and closer to float64)
         inv_sigma = 1.0 / sigma
-        if scale_output and isinstance(layer, UnpaddedConv2D) and weight.size > layer.output_numel(inputs[0].shape):
+        if scale_output and isinstance(layer, UnpaddedConv2D) and weight.size > layer.output_numel(input_shape):
             layer.scaled_weight = (weight, inv_sigma)  # conv(x, W) / sigma: the smaller tensor scaled
         else:
             layer.weight = weight * inv_sigma
@@ -112,5 +117,14 @@ def spectral_norm(layer: nn.Conv2D | nn.Linear) -> nn.Layer:
     layer.add_parameter("weight_orig", weight)
     layer.register_buffer("weight_u", F.normalize(paddle.normal(shape=[out]), axis=0, epsilon=EPS))
     layer.register_buffer("weight_v", F.normalize(paddle.normal(shape=[rest]), axis=0, epsilon=EPS))
-    layer.register_forward_pre_hook(SpectralNorm(dim))
+    layer.spectral_norm = SpectralNorm(dim)  # for `normalise_before`
+    layer.register_forward_pre_hook(layer.spectral_norm)
     return layer
+
+
+def normalise_before(layer: nn.Layer, input_shape: list[int]) -> None:
+    """Run what the spectral-norm pre-hook of `layer` (if it has one) does at a call with an input of shape
+    `input_shape`, ahead of a call of `layer.forward` that bypasses the hook (recomputation, `discriminator.py`)."""
+    hook = getattr(layer, "spectral_norm", None)
+    if isinstance(hook, SpectralNorm):
+        hook.normalise(layer, input_shape)

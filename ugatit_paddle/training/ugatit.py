@@ -17,8 +17,10 @@ Everything around the step (data, resume, logging, samples, checkpoints, signals
 is the loop's (`loop.py`). In a data-parallel job (`world_size` > 1) the step averages the gradients over
 the processes before each optimiser step, so N processes with batch B train exactly like one with batch N*B.
 
-Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and decoder keep only their inputs for
-backward and run their forward again there (`models/recompute.py`): less memory, same values, more time.
+Recomputation (`train.recompute`): the generators' encoder, AdaILN blocks and decoder and the discriminators' conv
+stacks keep only their inputs for backward and run their forward again there (`models/recompute.py`): less
+memory, same values, more time. Each optimiser's gradients are freed right after its step, so that one step's
+gradients are not held through the other's backward (the iteration's peak is the G step's backward).
 
 Waiting for the device: twice per iteration, each time one copy of all the loss terms to the host, which the
 finiteness check needs after the backward and before the update of the D and of the G step; the returned values
@@ -110,8 +112,9 @@ class UGATIT:
         finally:
             paddle.set_default_dtype(default_dtype)
         t = cfg.train
-        for name in GENERATORS:  # their blocks keep only their inputs for backward (the discriminators' activations
-            self.nets[name].recompute = t.recompute  # are a few % of the total: not worth a second forward)
+        for name in (*GENERATORS, *DISCRIMINATORS):  # generator blocks and discriminator conv stacks: only their
+            # inputs kept for backward (the conv stacks after spectral norm, which runs once per forward)
+            self.nets[name].recompute = t.recompute
         self.lr_schedule = HalfLinearDecay(t.lr, t.iterations, t.decay_lr)
         self.G_params = [p for n in GENERATORS for p in self.nets[n].parameters()]
         self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
@@ -207,7 +210,7 @@ class UGATIT:
         processes with the loss and sets `stop_agreed`."""
         loss = next(iter(sums.values()))
         vote = stop_vote() if stop_vote is not None else None
-        optimizer.clear_grad(set_to_zero=False)  # freed, not zero-filled: the backward writes them afresh
+        optimizer.clear_grad(set_to_zero=False)  # none left by a previous step; freed, not zero-filled
         loss.backward() if amp is None else amp.backward(loss)  # safe on NaN (`models.layers.global_max`)
         if self.world_size > 1:
             fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
@@ -218,17 +221,15 @@ class UGATIT:
         total, votes = values.pop(_GLOBAL_TOTAL), values.pop(_VOTES)
         if vote is not None:
             self.stop_agreed = votes > 0
-        if amp is not None:
-            if not amp.loss_is_finite(math.isfinite(total), self.iteration + 1, lambda: _bad_terms(values, terms)):
-                return values
-        else:
-            _check_finite(total, values, terms, self.iteration + 1)
         decay = functools.partial(_add_weight_decay, params, self.cfg.train.weight_decay)
         if amp is None:
+            _check_finite(total, values, terms, self.iteration + 1)
             decay()
             _optimizer_step(optimizer)
-        else:  # unscales, then the decay onto the true gradients; skips the step if a gradient overflowed
+        elif amp.loss_is_finite(math.isfinite(total), self.iteration + 1, lambda: _bad_terms(values, terms)):
+            # unscales, then the decay onto the true gradients; skips the step if a gradient overflowed
             amp.step(optimizer, self.iteration + 1, before_step=decay)
+        optimizer.clear_grad(set_to_zero=False)  # freed now, not held through the other step's backward (its peak)
         return values
 
     def _autocast(self) -> contextlib.AbstractContextManager:
