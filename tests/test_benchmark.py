@@ -14,6 +14,7 @@ from ugatit_paddle.benchmark import (
 )
 from ugatit_paddle.config import ModelConfig, config_from_dict, load_config
 from ugatit_paddle.models import build_networks
+from ugatit_paddle.models import cpu_kernels
 from ugatit_paddle.models.layers import UnpaddedConv2D
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,22 +78,31 @@ def test_flop_count_of_a_tiny_model_by_hand():
     ModelConfig(img_size=96, ch=4, n_res=1, light=False, global_layers=6, local_layers=4),
     ModelConfig(img_size=96, ch=4, n_res=1, variant="tf"),
 ], ids=["light", "full", "tf"])
-def test_flop_count_matches_the_layers_the_networks_run(model):
+def test_flop_count_matches_the_layers_the_networks_run(model, monkeypatch):
     """The analytic count equals 2*k*k*Cin*Cout*Hout*Wout and 2*in*out summed over the convolutions and linears
-    each network actually calls on one image (output shapes read by forward hooks)."""
+    each network actually runs on one image (convolutions counted in `UnpaddedConv2D.convolve`, which every
+    convolution goes through, linears by forward hooks)."""
     counted = {"flops": 0}
+    convolve = UnpaddedConv2D.convolve
 
-    def count(layer, inputs, output):
-        c_in = int(inputs[0].shape[1])  # (spectral norm replaces a layer's `weight` by `weight_orig`)
-        k = layer._kernel_size[0] if isinstance(layer, UnpaddedConv2D) else 1
-        counted["flops"] += 2 * k * k * c_in * int(output.size)
+    def counting_convolve(layer, x, *weights):
+        out = convolve(layer, x, *weights)
+        counted["flops"] += 2 * layer._kernel_size[0] ** 2 * int(x.shape[1]) * int(out.size)
+        return out
 
+    def count_linear(layer, inputs, output):
+        counted["flops"] += 2 * int(inputs[0].shape[1]) * int(output.size)
+
+    monkeypatch.setattr(UnpaddedConv2D, "convolve", counting_convolve)
+    # the layers' own forwards, as the official code runs them: on CPU the up-sampling convolutions otherwise go
+    # through `cpu_kernels.upsample_conv3x3` (the same product, by a transposed convolution), not `convolve`
+    monkeypatch.setattr(cpu_kernels, "applies", lambda x: False)
     nets = build_networks(model)
     x = paddle.rand([1, 3, model.img_size, model.img_size])
     for name, expected in (("genA2B", generator_flops(model)), ("disGA", discriminator_flops(model, model.global_layers)),
                            ("disLA", discriminator_flops(model, model.local_layers))):
-        hooks = [layer.register_forward_post_hook(count) for layer in nets[name].sublayers()
-                 if isinstance(layer, (UnpaddedConv2D, paddle.nn.Linear))]
+        hooks = [layer.register_forward_post_hook(count_linear) for layer in nets[name].sublayers()
+                 if isinstance(layer, paddle.nn.Linear)]
         counted["flops"] = 0
         with paddle.no_grad():
             nets[name](x)
