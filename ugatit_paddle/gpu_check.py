@@ -344,6 +344,9 @@ def bfloat16_rows(o: Options, supported: bool | None = None) -> list[Row]:
 
     overrides = model_overrides(o)
     setting = f"{describe(overrides)}, batch 1, {o.check_iters} iterations"
+    skip = needs_gpu(o, "AMP bfloat16", setting)  # first: on a CPU, Paddle's answer is about the CPU
+    if skip:
+        return skip
     if supported is None:
         ask = getattr(paddle.amp, "is_bfloat16_supported", None)
         if ask is None:
@@ -351,9 +354,6 @@ def bfloat16_rows(o: Options, supported: bool | None = None) -> list[Row]:
         supported = bool(ask())
     if not supported:
         return [Row("AMP bfloat16", setting, "not supported by this card")]
-    skip = needs_gpu(o, "AMP bfloat16", setting)
-    if skip:
-        return skip
     model = build_model([*overrides, "train.amp=true", "train.amp_dtype=bfloat16"])
     terms, seconds = timed_steps(model, image_size(overrides), o.check_iters, o.device)
     bad = sorted({k for step in terms for k, v in step.items() if not math.isfinite(v)})
