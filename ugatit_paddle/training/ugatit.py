@@ -8,7 +8,8 @@ wasted work:
 2. D step: each of the four discriminators sees its real batch and the detached fake; LSGAN losses on
    patch and CAM logits (`losses.discriminator_loss`); one Adam step over all discriminator parameters;
 3. G step: cycle (`A -> B -> A`), identity (`A -> A` through genB2A) and adversarial terms plus the CAM
-   classification term (`losses.generator_loss`); one Adam step over both generators' parameters (the
+   classification term (`losses.generator_loss`), each generator's cycle and identity passes run as one batch
+   (`_cycle_and_identity`: same values); one Adam step over both generators' parameters (the
    discriminators enter this step as constants: the official code computes their weight gradients here
    only to clear them);
 4. clamp `rho` of every AdaILN/ILN to [0, 1]; advance the learning-rate schedule.
