@@ -7,7 +7,7 @@ import paddle
 import pytest
 
 from ugatit_paddle.config import config_from_dict
-from ugatit_paddle.training.ugatit import UGATIT, HalfLinearDecay, NonFiniteLossError
+from ugatit_paddle.training.ugatit import UGATIT, HalfLinearDecay, NonFiniteLossError, _cycle_and_identity
 
 
 def _batches() -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -232,3 +232,30 @@ def test_data_parallel_step_makes_two_all_reduces_carrying_the_stop_vote(tmp_pat
     assert model.stop_agreed is bool(other_votes)
     model.step(*_batches(), stop_vote=lambda: True)
     assert reduced[3][1] == 1.0 and model.stop_agreed is True
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_cycle_and_identity_batch_equals_two_calls(tmp_path, tiny_config, light):
+    """The G step's batched pass gives each image the outputs and the weights the gradients of two separate calls
+    (float64: equal to rounding)."""
+    model_cfg = {"light": light, "img_size": 64, "global_layers": 5, "local_layers": 3}
+    model = UGATIT(config_from_dict(tiny_config(tmp_path, model=model_cfg, train={"float64": True})))
+    model.set_train_mode(True)
+    generator = model.nets["genB2A"]
+    fake, real = (paddle.uniform([2, 3, 64, 64], min=-1, max=1, seed=s).astype("float64") for s in (5, 6))
+
+    def run(outputs_of):
+        generator.clear_gradients()
+        cycle, identity, identity_cam = outputs_of()
+        (cycle.square().mean() + identity.abs().mean() + identity_cam.square().sum()).backward()
+        return ([t.numpy() for t in (cycle, identity, identity_cam)],
+                {p.name: p.grad.numpy() for p in generator.parameters() if p.grad is not None})
+
+    batched = run(lambda: _cycle_and_identity(generator, fake, real))
+    separate = run(lambda: (generator(fake)[0], *generator(real)[:2]))
+    for a, b in zip(batched[0], separate[0]):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert batched[1].keys() == separate[1].keys() and len(batched[1]) > 10
+    for name in batched[1]:
+        np.testing.assert_allclose(batched[1][name], separate[1][name], rtol=1e-10, atol=1e-13, err_msg=name)
