@@ -13,8 +13,7 @@ from ugatit_paddle.benchmark import (
     discriminator_flops, format_markdown, generator_flops, matmul_peak_gflops, official_iteration_flops, run_benchmark,
 )
 from ugatit_paddle.config import ModelConfig, config_from_dict, load_config
-from ugatit_paddle.models import build_networks
-from ugatit_paddle.models import cpu_kernels
+from ugatit_paddle.models import build_networks, cpu_kernels
 from ugatit_paddle.models.layers import UnpaddedConv2D
 
 ROOT = Path(__file__).resolve().parents[1]
