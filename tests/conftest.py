@@ -180,3 +180,32 @@ def tiny_config() -> Callable[..., dict]:
 
 
 os.environ.setdefault("FLAGS_call_stack_level", "0")
+
+
+_READS = ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__array__")
+
+
+@pytest.fixture
+def device_reads(monkeypatch) -> list[str]:
+    """Every device-to-host read of a tensor from here on, by method name (a read made inside another, such as
+    `float(t)` calling `t.numpy()`, counts once)."""
+    import paddle
+
+    reads: list[str] = []
+    depth = [0]
+
+    def counting(name, original):
+        def method(self, *args, **kwargs):
+            if depth[0] == 0:
+                reads.append(name)
+            depth[0] += 1
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+        return method
+
+    for name in _READS:
+        if hasattr(paddle.Tensor, name):
+            monkeypatch.setattr(paddle.Tensor, name, counting(name, getattr(paddle.Tensor, name)))
+    return reads

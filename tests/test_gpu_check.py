@@ -60,7 +60,7 @@ def test_a_failing_row_function_becomes_an_error_row_and_the_others_still_run():
 def test_every_row_function_is_in_the_table():
     names = {f.__name__ for f in gpu_check.ROWS}
     assert names == {"amp_rows", "memory_rows", "spectral_norm_rows", "fc0_rows", "overflow_rows", "bfloat16_rows",
-                     "deterministic_rows", "inference_rows", "host_memory_rows", "nccl_rows",
+                     "deterministic_rows", "reads_rows", "inference_rows", "host_memory_rows", "nccl_rows",
                      "resume_memory_rows"}
 
 
@@ -122,6 +122,11 @@ def test_host_copies_counts_numpy_calls_and_restores_the_methods():
 def test_deterministic_row_compares_two_runs_bit_for_bit_on_the_cpu():
     [row] = gpu_check.deterministic_rows(CPU)
     assert row.result == "pass: weights bit-equal" and "(deterministic)" in row.sec_per_iter
+
+
+def test_reads_row_compares_the_two_read_strategies_on_the_cpu():
+    [row] = gpu_check.reads_rows(CPU)
+    assert row.result.startswith("pass: totals within") and "(one read)" in row.sec_per_iter
 
 
 def test_inference_rows_compare_with_the_cpu():

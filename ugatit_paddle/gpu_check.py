@@ -14,6 +14,8 @@ that one that fails becomes a row with its error (one broken check never hides t
   `amp.INIT_LOSS_SCALE` against Paddle's default 2^15;
 - `bfloat16_rows`: `train.amp_dtype=bfloat16` runs with finite losses (or "not supported by this card");
 - `deterministic_rows`: two runs with `train.deterministic` from the same weights end bit-equal; its cost;
+- `reads_rows`: the step reading the device once per iteration against once per optimiser step: same losses, and
+  the seconds per iteration of each (which one a GPU should use);
 - `inference_rows`: Paddle Inference and ONNX Runtime (CUDA provider) on the device against the CPU;
 - `host_memory_rows`: resident host memory after a checkpoint save (allocator settings off on a GPU);
 - `nccl_rows`: a 2-process resume and the busy-folder stop through `paddle.distributed.launch` (2 GPUs).
@@ -49,7 +51,7 @@ import numpy as np
 
 AMP_TOLERANCE = 0.05  # relative difference of the first iterations' totals, float16 against float32
 INFERENCE_TOLERANCE = 1e-3  # largest absolute difference of the device's outputs from the CPU's
-PADDLE_DEFAULT_LOSS_SCALE = 2.0**15  # paddle.amp.GradScaler's default init_loss_scaling
+PADDLE_DEFAULT_LOSS_SCALE = 2.0**15  # paddle.amp.GradScaler's default initial loss scale
 MEMORY_CONFIGS = [(light, size) for light in (True, False) for size in (128, 256)]  # the README's memory table
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the folder holding this ugatit_paddle (for child processes)
 
@@ -103,12 +105,12 @@ def synchronize(device: str) -> None:
         paddle.device.cuda.synchronize()
 
 
-def build_model(overrides: Sequence[str]) -> Any:
-    """`UGATIT` of the default config with `overrides`, in train mode."""
+def build_model(overrides: Sequence[str], one_read: bool | None = None) -> Any:
+    """`UGATIT` of the default config with `overrides` (and `one_read`, see `UGATIT`), in train mode."""
     from .config import load_config
     from .training.ugatit import UGATIT
 
-    model = UGATIT(load_config(None, list(overrides)))
+    model = UGATIT(load_config(None, list(overrides)), one_read=one_read)
     model.set_train_mode(True)
     return model
 
@@ -392,6 +394,31 @@ def deterministic_rows(o: Options) -> list[Row]:
                 f"{seconds[True]:.3f} (deterministic), {seconds[False]:.3f} (default)")]
 
 
+def reads_rows(o: Options) -> list[Row]:
+    """The step with one read of the device per iteration (D's update skipped on the device when its loss is not
+    finite, the default on a GPU) against one read per optimiser step (Paddle's Adam for both, the default on a
+    CPU), `o.check_iters` iterations each from the same weights: losses close, seconds per iteration of each."""
+    overrides = model_overrides(o)
+    size = image_size(overrides)
+    start: dict[str, dict] = {}
+    terms, seconds = {}, {}
+    for one_read in (True, False):
+        model = build_model(overrides, one_read=one_read)
+        if start:
+            for name, net in model.nets.items():
+                net.set_state_dict(start[name])
+        else:
+            start = {n: {k: v.numpy() for k, v in net.state_dict().items()} for n, net in model.nets.items()}
+        terms[one_read], seconds[one_read] = timed_steps(model, size, o.check_iters, o.device)
+        del model
+    worst = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for a, b in zip(terms[True], terms[False])
+                for k in ("D/total", "G/total"))
+    ok = worst <= AMP_TOLERANCE / 10
+    return [Row("device reads per iteration", f"{describe(overrides)}, batch 1, {o.check_iters} iterations each "
+                "from the same weights", f"{'pass' if ok else 'FAIL'}: totals within {worst:.2g} (relative) of "
+                "each other", f"{seconds[True]:.3f} (one read), {seconds[False]:.3f} (one per optimiser step)")]
+
+
 def compare_outputs(run: Callable[[np.ndarray], tuple], reference: tuple, images: np.ndarray,
                     repeats: int) -> tuple[float, float]:
     """(largest absolute difference of `run(images)`'s outputs from `reference`, median ms per image)."""
@@ -594,7 +621,7 @@ def resume_memory_rows(o: Options, gpus: int | None = None, measure: Callable[..
 
 ROWS: list[Callable[[Options], list[Row]]] = [
     amp_rows, memory_rows, spectral_norm_rows, fc0_rows, overflow_rows, bfloat16_rows, deterministic_rows,
-    inference_rows, host_memory_rows, nccl_rows, resume_memory_rows,
+    reads_rows, inference_rows, host_memory_rows, nccl_rows, resume_memory_rows,
 ]
 """The table's row functions, in order; each takes the options and returns its rows (add GPU checks here)."""
 

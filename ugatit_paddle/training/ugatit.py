@@ -23,12 +23,17 @@ stacks keep only their inputs for backward and run their forward again there (`m
 memory, same values, more time. Each optimiser's gradients are freed right after its step, so that one step's
 gradients are not held through the other's backward (the iteration's peak is the G step's backward).
 
-Waiting for the device: twice per iteration, each time one copy of all the loss terms to the host, which the
-finiteness check needs after the backward and before the update of the D and of the G step; the returned values
-are those copies. One read per iteration would need the D update to be skipped on the device when its loss is
-not finite (the G loss depends on D's update, so its read cannot come first): Paddle's Adam has no such skip in
-dynamic mode (its `found_inf` is read on the host, `if found_inf:` in `Optimizer.step` of 2.6 and 3.3, and the
-single-tensor kernel's skip input, passed in static graphs only, is copied to the host on GPUs).
+Waiting for the device: the host needs every step's loss summed over the processes before that step's update
+(a non-finite one stops training, or under AMP skips the step). The values returned are copies of the loss
+terms made for it, all at once (`_read_terms`); nothing else in the iteration reads the device.
+- `one_read` (the default on a GPU): one read per iteration, after the G step's backward. The D step's update
+  cannot wait for it, since the G loss depends on it: it is applied or not on the device, by the finiteness of the D
+  loss (`conditional_adam.ConditionalAdam`, Paddle's Adam update as device operations; Paddle's own Adam can skip
+  only after reading a flag on the host). The G step's update follows the read.
+- otherwise (the default on a CPU, where reading costs a copy and no wait: the device is the host): one read per
+  optimiser step, after its backward and before its update, and Paddle's fused multi-tensor Adam for both (the
+  device-side update is a dozen passes over the weights instead of one fused kernel: slower on a CPU).
+Both train alike: losses, weights and Adam state after 3 float64 iterations are equal (test_ugatit).
 
 Collectives in a data-parallel iteration (besides the gradients' all-reduce): one all-reduce of the D loss and one
 of the G loss (the finiteness checks see the sum over the processes, so that all stop or skip together). The
@@ -36,14 +41,13 @@ training loop's stop vote (`step(..., stop_vote=...)`) travels with the G loss i
 `stop_agreed` then says whether any process voted to stop.
 
 Mixed precision (`train.amp`, GPU only): the forwards run under `paddle.amp.auto_cast` (O1: convolutions
-and matrix products in `train.amp_dtype`), each optimiser step goes through its own `amp.AmpStep` (a
-`paddle.amp.GradScaler` for float16); overflowing steps are skipped and counted, not fatal (`amp.py`).
+and matrix products in `train.amp_dtype`), each optimiser step goes through its own `amp.AmpStep` (with a loss
+scale for float16); overflowing steps are skipped and counted, not fatal (`amp.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -58,6 +62,7 @@ from ..models import DISCRIMINATORS, GENERATORS, build_networks, clip_rho
 from . import losses, optimizer_state
 from .losses import NonFiniteLossError
 from .amp import AmpStep, OverflowSkips, autocast
+from .conditional_adam import ConditionalAdam
 from .determinism import configure_gpu_kernels
 
 
@@ -92,9 +97,10 @@ class UGATIT:
     that many data-parallel processes (the caller has started the process group and synchronised the weights).
     """
 
-    def __init__(self, cfg: Config, world_size: int = 1) -> None:
+    def __init__(self, cfg: Config, world_size: int = 1, one_read: bool | None = None) -> None:
         self.cfg = cfg
-        if cfg.train.amp and not paddle.device.get_device().startswith("gpu"):
+        on_gpu = paddle.device.get_device().startswith("gpu")
+        if cfg.train.amp and not on_gpu:
             raise AmpUnavailableError(
                 f"train.amp=true needs a GPU (automatic mixed precision runs float16 kernels), but this process "
                 f"runs on '{paddle.device.get_device()}'; set train.amp=false to train in float32 on the CPU")
@@ -121,6 +127,11 @@ class UGATIT:
         self.D_params = [p for n in DISCRIMINATORS for p in self.nets[n].parameters()]
         self.G_optim = self._adam(self.G_params)
         self.D_optim = self._adam(self.D_params)
+        # One read of the device per iteration (GPUs; see the module docstring), or one per optimiser step (CPUs).
+        self.one_read = on_gpu if one_read is None else one_read
+        if t.amp and not self.one_read:
+            raise ValueError("mixed precision skips overflowed steps on the device: it needs one_read")
+        self.D_adam = ConditionalAdam(self.D_optim, self.D_params)  # D's step when one_read
         # One loss scaler per optimiser (AMP only): each adapts to its own loss's gradients.
         self.amp_skips = OverflowSkips(t.amp_max_skipped) if t.amp else None
         self.G_amp = AmpStep("G", t.amp_dtype, self.amp_skips) if t.amp else None
@@ -169,8 +180,18 @@ class UGATIT:
             D_loss_A = losses.discriminator_loss(w, d_ga, d_la, real_A, d_fake_B2A)
             D_loss_B = losses.discriminator_loss(w, d_gb, d_lb, real_B, d_fake_A2B)
             D_loss = D_loss_A + D_loss_B
-        d_terms = self._update({"D/total": D_loss}, {"D/A": D_loss_A, "D/B": D_loss_B},
-                               self.D_params, self.D_optim, self.D_amp)
+        d_terms = {"D/A": D_loss_A, "D/B": D_loss_B}
+        d_reads = {"D/total": D_loss, **d_terms,
+                   **self._backward("D", D_loss, self.D_params, self.D_optim, self.D_amp)}
+        if self.one_read:  # applied or not on the device; the host learns which with the G step's read
+            self._add_weight_decay(self.D_params)
+            self.D_adam.step_if(_all_finite(d_reads[_total("D")], d_reads.get(_overflow("D"))))
+        else:
+            values = _read_terms(d_reads)
+            if self._step_taken("D", values, d_terms, self.D_amp):
+                self._add_weight_decay(self.D_params)
+                _optimizer_step(self.D_optim)
+        self.D_optim.clear_grad(set_to_zero=False)  # freed now, not held through the G step's backward (its peak)
 
         # --- G step (the discriminators as constants: their weight gradients would only be thrown away)
         with self._autocast(), _constants(self.D_params):
@@ -186,50 +207,69 @@ class UGATIT:
                                                   fake_A2B_cam, fake_B2B_cam)
             G_loss = G_loss_A + G_loss_B
         g_terms = {f"G/{name}_{d}": value for name in g_A for d, value in (("A", g_A[name]), ("B", g_B[name]))}
-        g_terms = self._update({"G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B}, g_terms,
-                               self.G_params, self.G_optim, self.G_amp, stop_vote)
+        g_reads = {"G/total": G_loss, "G/A": G_loss_A, "G/B": G_loss_B, **g_terms,
+                   **self._backward("G", G_loss, self.G_params, self.G_optim, self.G_amp, stop_vote)}
+        if self.one_read:
+            values = _read_terms({**d_reads, **g_reads})
+            if self._step_taken("D", values, d_terms, self.D_amp):
+                self.D_adam.advance()
+        else:
+            values.update(_read_terms(g_reads))
+        if stop_vote is not None:
+            self.stop_agreed = values[_VOTES] > 0
+        if self._step_taken("G", values, g_terms, self.G_amp):
+            self._add_weight_decay(self.G_params)
+            _optimizer_step(self.G_optim)
+        self.G_optim.clear_grad(set_to_zero=False)
 
         for name in GENERATORS:
             clip_rho(self.nets[name])
         self.lr_schedule.step()
         self.iteration += 1
 
-        return {**d_terms, **g_terms}
+        return {name: value for name, value in values.items() if name.startswith(("D/", "G/"))}
 
-    def _update(self, sums: Mapping[str, paddle.Tensor], terms: Mapping[str, paddle.Tensor],
-                params: list[paddle.Tensor], optimizer: paddle.optimizer.Optimizer,
-                amp: AmpStep | None, stop_vote: Callable[[], bool] | None = None) -> dict[str, float]:
-        """Backward of the loss (the first of `sums`, scalar tensors), average the gradients of `params` over the
-        processes, check the loss is finite (naming the bad `terms` if not), one optimiser step (through `amp` under
-        AMP, where a non-finite loss or gradient skips the step instead of stopping training, see `amp.py`).
-        Returns `sums` and `terms` as floats, read from the device in one copy, for the check: the D and the G
-        step each read once, after their backward and before their update (the G loss depends on the updated
-        discriminators, and Paddle's Adam cannot skip an update without a read, see the module docstring), and
-        nothing else in the iteration waits for the device. `stop_vote`: see `step`; it is summed over the
-        processes with the loss and sets `stop_agreed`."""
-        loss = next(iter(sums.values()))
+    def _backward(self, name: str, loss: paddle.Tensor, params: list[paddle.Tensor],
+                  optimizer: paddle.optimizer.Optimizer, amp: AmpStep | None,
+                  stop_vote: Callable[[], bool] | None = None) -> dict[str, paddle.Tensor]:
+        """Backward of optimiser `name`'s `loss` (scaled under AMP; safe on NaN: `models.layers.global_max`), the
+        gradients of `params` averaged over the processes (and unscaled under AMP). Returns, on the device, what
+        the host will read to decide the step (`_step_taken`): the loss summed over the processes (so that all stop
+        or skip together), the number of processes whose `stop_vote()` said yes (with the sum, in one all-reduce),
+        and under float16 AMP whether a gradient overflowed."""
         vote = stop_vote() if stop_vote is not None else None
-        optimizer.clear_grad(set_to_zero=False)  # none left by a previous step; freed, not zero-filled
-        loss.backward() if amp is None else amp.backward(loss)  # safe on NaN (`models.layers.global_max`)
+        optimizer.clear_grad(set_to_zero=False)  # none left by a previous step but a stopped one; freed, not zeroed
+        loss.backward() if amp is None else amp.backward(loss)
         if self.world_size > 1:
             fused_allreduce_gradients(params, None)  # bucketed all-reduce, scaled by 1 / world size: the mean
-        # The sum over processes, so that all stop (or skip) together. Read after the backward: the device has
-        # the forward and the backward queued before the host waits for it.
         total_and_votes = self._global_sum(loss, vote)
-        values = _read_terms({**sums, **terms, _GLOBAL_TOTAL: total_and_votes[0], _VOTES: total_and_votes[1]})
-        total, votes = values.pop(_GLOBAL_TOTAL), values.pop(_VOTES)
-        if vote is not None:
-            self.stop_agreed = votes > 0
-        decay = functools.partial(_add_weight_decay, params, self.cfg.train.weight_decay)
+        reads = {_total(name): total_and_votes[0], _VOTES: total_and_votes[1]}
+        overflow = amp.unscale(params) if amp is not None else None
+        if overflow is not None:
+            reads[_overflow(name)] = overflow
+        return reads
+
+    def _step_taken(self, name: str, values: Mapping[str, float], terms: Iterable[str], amp: AmpStep | None) -> bool:
+        """Whether optimiser `name`'s step goes ahead, from the `values` read (`_backward`'s and the loss `terms`'):
+        without AMP, if the loss is finite, else NonFiniteLossError naming the bad `terms` (a NaN must never reach
+        the weights); under AMP, unless the loss is not finite or a gradient overflowed (a skipped step, counted,
+        see `amp.py`)."""
+        total, iteration = values[_total(name)], self.iteration + 1
         if amp is None:
-            _check_finite(total, values, terms, self.iteration + 1)
-            decay()
-            _optimizer_step(optimizer)
-        elif amp.loss_is_finite(math.isfinite(total), self.iteration + 1, lambda: _bad_terms(values, terms)):
-            # unscales, then the decay onto the true gradients; skips the step if a gradient overflowed
-            amp.step(optimizer, self.iteration + 1, before_step=decay)
-        optimizer.clear_grad(set_to_zero=False)  # freed now, not held through the other step's backward (its peak)
-        return values
+            _check_finite(total, values, terms, iteration)
+            return True
+        return amp.step_taken(math.isfinite(total), bool(values.get(_overflow(name), False)), iteration,
+                              lambda: _bad_terms(values, terms))
+
+    def _add_weight_decay(self, params: Sequence[paddle.Tensor]) -> None:
+        """grad += weight_decay * param, in place, for each of `params` that has a gradient (coupled L2, as torch
+        Adam's weight_decay and Paddle's L2Decay: the same two operations, so the same values)."""
+        if not self.cfg.train.weight_decay:
+            return
+        with paddle.no_grad():
+            for p in params:
+                if p.grad is not None:
+                    p.grad.add_(paddle.scale(p, self.cfg.train.weight_decay))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """`paddle.amp.auto_cast` (O1) when `train.amp` is on, else nothing."""
@@ -271,6 +311,7 @@ class UGATIT:
         if "optimizers" in payload:
             optimizer_state.load(self.G_optim, self.G_params, payload["optimizers"]["G"], path, "optimizers/G")
             optimizer_state.load(self.D_optim, self.D_params, payload["optimizers"]["D"], path, "optimizers/D")
+            self.D_adam.forget_beta_powers()
             self.lr_schedule.set_state_dict(payload["lr_scheduler"])
             self.iteration = int(payload["iteration"])
         if self.G_amp is not None and "grad_scalers" in payload:
@@ -310,17 +351,6 @@ def _cycle_and_identity(generator: paddle.nn.Layer, fake: paddle.Tensor,
     return out[:n], out[n:], cam_logit[n:]
 
 
-def _add_weight_decay(params: Sequence[paddle.Tensor], coeff: float) -> None:
-    """grad += coeff * param, in place, for each of `params` that has a gradient (coupled L2, as torch Adam's
-    weight_decay and Paddle's L2Decay: the same two operations, so the same values)."""
-    if not coeff:
-        return
-    with paddle.no_grad():
-        for p in params:
-            if p.grad is not None:
-                p.grad.add_(paddle.scale(p, coeff))
-
-
 def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
     """`optimizer.step()` with Adam's state variables named after their parameters only (the first step
     creates them unless a resume did, `optimizer_state.materialise`; outside a fresh name scope their names would
@@ -329,8 +359,23 @@ def _optimizer_step(optimizer: paddle.optimizer.Optimizer) -> None:
         optimizer.step()
 
 
-_GLOBAL_TOTAL = "global total"  # in `_update`: the loss summed over the processes
-_VOTES = "stop votes"  # in `_update`: the number of processes that voted to stop
+_VOTES = "stop votes"  # read with the G loss: the number of processes that voted to stop
+
+
+def _total(name: str) -> str:
+    """The key of optimiser `name`'s loss summed over the processes, among the values read."""
+    return f"{name} loss over the processes"
+
+
+def _overflow(name: str) -> str:
+    """The key of whether one of optimiser `name`'s gradients overflowed (float16 AMP), among the values read."""
+    return f"{name} gradient overflow"
+
+
+def _all_finite(total: paddle.Tensor, overflow: paddle.Tensor | None) -> paddle.Tensor:
+    """On the device: `total` is finite and, if given, `overflow` false (bool, one element)."""
+    finite = paddle.isfinite(total).reshape([])
+    return finite if overflow is None else paddle.logical_and(finite, paddle.logical_not(overflow.reshape([])))
 
 
 def _read_terms(terms: Mapping[str, paddle.Tensor]) -> dict[str, float]:
