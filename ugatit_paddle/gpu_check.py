@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -130,6 +130,22 @@ def timed_steps(model: Any, size: int, iters: int, device: str) -> tuple[list[di
     return terms, statistics.median(times[1:] or times)
 
 
+def same_start(model: Any, start: dict[str, dict]) -> None:
+    """Runs from the same weights: the first `model` given fills `start` (its networks' initial weights, by network
+    name), the later ones are set to it."""
+    if start:
+        for name, net in model.nets.items():
+            net.set_state_dict(start[name])
+    else:
+        start.update({n: {k: v.numpy() for k, v in net.state_dict().items()} for n, net in model.nets.items()})
+
+
+def totals_difference(terms: Sequence[Mapping[str, float]], reference: Sequence[Mapping[str, float]]) -> float:
+    """The largest relative difference of D/total and G/total between two runs' loss terms, iteration by iteration."""
+    return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12)
+               for a, b in zip(terms, reference) for k in ("D/total", "G/total"))
+
+
 def network_arrays(model: Any) -> dict[str, np.ndarray]:
     """Every weight and buffer of the six networks as numpy, keyed `net.name`."""
     return {f"{n}.{k}": v.numpy() for n, net in model.nets.items() for k, v in net.state_dict().items()}
@@ -205,8 +221,7 @@ def amp_rows(o: Options) -> list[Row]:
         model = build_model([*overrides, f"train.amp={amp}"])
         terms[amp], seconds[amp] = timed_steps(model, image_size(overrides), o.amp_iters, o.device)
     finite = all(math.isfinite(v) for step in terms[True] for v in step.values())
-    worst = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12)
-                for a, b in zip(terms[True], terms[False]) for k in ("D/total", "G/total"))
+    worst = totals_difference(terms[True], terms[False])
     verdict = "pass" if finite and worst <= AMP_TOLERANCE else "FAIL"
     result = (f"{verdict}: losses {'finite' if finite else 'NOT finite'}, D/total and G/total within "
               f"{worst:.1%} of float32 (limit {AMP_TOLERANCE:.0%})")
@@ -368,15 +383,11 @@ def deterministic_rows(o: Options) -> list[Row]:
     seconds per iteration with and without deterministic mode."""
     overrides = model_overrides(o)
     size = image_size(overrides)
-    start: dict[str, dict] = {}
+    start: dict[str, dict] = {}  # the first run's initial weights, for the others
     weights, seconds = [], {}
     for deterministic in (True, True, False):
         model = build_model([*overrides, f"train.deterministic={str(deterministic).lower()}"])
-        if start:
-            for name, net in model.nets.items():
-                net.set_state_dict(start[name])
-        else:
-            start = {n: {k: v.numpy() for k, v in net.state_dict().items()} for n, net in model.nets.items()}
+        same_start(model, start)
         _, seconds[deterministic] = timed_steps(model, size, o.check_iters, o.device)
         if deterministic:
             weights.append(network_arrays(model))
@@ -400,19 +411,14 @@ def reads_rows(o: Options) -> list[Row]:
     CPU), `o.check_iters` iterations each from the same weights: losses close, seconds per iteration of each."""
     overrides = model_overrides(o)
     size = image_size(overrides)
-    start: dict[str, dict] = {}
+    start: dict[str, dict] = {}  # the first run's initial weights, for the other
     terms, seconds = {}, {}
     for one_read in (True, False):
         model = build_model(overrides, one_read=one_read)
-        if start:
-            for name, net in model.nets.items():
-                net.set_state_dict(start[name])
-        else:
-            start = {n: {k: v.numpy() for k, v in net.state_dict().items()} for n, net in model.nets.items()}
+        same_start(model, start)
         terms[one_read], seconds[one_read] = timed_steps(model, size, o.check_iters, o.device)
         del model
-    worst = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for a, b in zip(terms[True], terms[False])
-                for k in ("D/total", "G/total"))
+    worst = totals_difference(terms[True], terms[False])
     ok = worst <= AMP_TOLERANCE / 10
     return [Row("device reads per iteration", f"{describe(overrides)}, batch 1, {o.check_iters} iterations each "
                 "from the same weights", f"{'pass' if ok else 'FAIL'}: totals within {worst:.2g} (relative) of "
