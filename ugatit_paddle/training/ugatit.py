@@ -130,7 +130,8 @@ class UGATIT:
         # One read of the device per iteration (GPUs; see the module docstring), or one per optimiser step (CPUs).
         self.one_read = on_gpu if one_read is None else one_read
         if t.amp and not self.one_read:
-            raise ValueError("mixed precision skips overflowed steps on the device: it needs one_read")
+            raise ValueError("UGATIT(one_read=False) with train.amp=true: mixed precision skips overflowed steps on "
+                             "the device, which needs one read per iteration; leave one_read unset (or True)")
         self.D_adam = ConditionalAdam(self.D_optim, self.D_params)  # D's step when one_read
         # One loss scaler per optimiser (AMP only): each adapts to its own loss's gradients.
         self.amp_skips = OverflowSkips(t.amp_max_skipped) if t.amp else None
