@@ -13,7 +13,7 @@ from ugatit_paddle.benchmark import (
     discriminator_flops, format_markdown, generator_flops, matmul_peak_gflops, official_iteration_flops, run_benchmark,
 )
 from ugatit_paddle.config import ModelConfig, config_from_dict, load_config
-from ugatit_paddle.models import build_networks, cpu_kernels
+from ugatit_paddle.models import build_networks, cpu_kernels, onednn
 from ugatit_paddle.models.layers import UnpaddedConv2D
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,10 @@ def test_run_benchmark_reports_every_figure(tmp_path, tiny_config):
     onnx = result["infer_exported_onnxruntime_sec_per_image"]  # a time when paddle2onnx/onnxruntime are installed
     assert isinstance(onnx, float) or onnx.startswith("unavailable: "), onnx
     assert cfg.train.reuse_fakes is True  # the interleaving restored the setting
+    assert result["cpu_convolutions"] == (f"oneDNN {'.'.join(map(str, onednn.version()))}" if onednn.available()
+                                          else "Paddle")
     table = format_markdown(result, "python tools/benchmark.py --iters 1").splitlines()
+    assert f"CPU convolutions by {result['cpu_convolutions']}" in table[0]
     assert "(`python tools/benchmark.py --iters 1`)" in table[0] and table[2:4] == ["| measure | value |", "|---|---|"]
     rows = {cells[0].strip(): cells[1].strip() for cells in (line.strip("|").split("|") for line in table[4:])}
     assert rows["training, reuse_fakes on (configured)"].startswith(f"{result['train_sec_per_iter']:.3f} s/iteration")

@@ -8,7 +8,7 @@ import paddle
 import pytest
 
 from ugatit_paddle.config import ModelConfig
-from ugatit_paddle.models import build_networks, cpu_kernels
+from ugatit_paddle.models import build_networks, cpu_kernels, onednn
 from ugatit_paddle.models.cpu_kernels import conv_as_matmul
 from ugatit_paddle.models.layers import NearestUpsample2x, ReflectionPad2d, conv2d
 from ugatit_paddle.models.cpu_kernels import gather_gradient_is_correct
@@ -74,14 +74,20 @@ def test_nearest_upsample_equals_paddle_interpolate_with_gradient():
 
 
 @pytest.mark.parametrize("dtype, atol", [("float64", 1e-12), ("float32", 2e-6)])
-@pytest.mark.parametrize("transposed", [True, False])
-def test_upsample_conv3x3_equals_upsample_pad_conv_with_gradients(transposed, dtype, atol, monkeypatch):
-    """Both forms of the decoder's up-sampling step (a transposed convolution of the edge-padded input on large
-    planes, one gather and the convolution on small ones) give the plain ops' output and gradients (C_out > C_in: the small-plane form's convolution is not a transposed one)."""
-    monkeypatch.setattr(cpu_kernels, "UPSAMPLE_TRANSPOSED_MIN_PIXELS", 1 if transposed else 10**9)
+@pytest.mark.parametrize("path", ["transposed", "gather", "onednn"])
+def test_upsample_conv3x3_equals_upsample_pad_conv_with_gradients(path, dtype, atol, monkeypatch):
+    """Every form of the decoder's up-sampling step (a transposed convolution of the edge-padded input, by Paddle on
+    large planes or by oneDNN in float32; one gather and the convolution on small ones) gives the plain ops' output
+    and gradients (C_out > C_in: the small-plane form's convolution is not a transposed one)."""
+    if path == "onednn" and (dtype != "float32" or onednn.library_path() is None):
+        pytest.skip("oneDNN computes float32 only" if dtype != "float32" else "no oneDNN library in this wheel")
+    monkeypatch.setenv(onednn.ENV_SWITCH, "1" if path == "onednn" else "0")
+    monkeypatch.setattr(cpu_kernels, "UPSAMPLE_TRANSPOSED_MIN_PIXELS", 1 if path == "transposed" else 10**9)
     used = []
     transpose = paddle.nn.functional.conv2d_transpose
-    monkeypatch.setattr(cpu_kernels.F, "conv2d_transpose", lambda *a, **k: used.append(1) or transpose(*a, **k))
+    monkeypatch.setattr(cpu_kernels.F, "conv2d_transpose", lambda *a, **k: used.append("transposed") or transpose(*a, **k))
+    by_onednn = onednn.conv2d_transpose
+    monkeypatch.setattr(onednn, "conv2d_transpose", lambda *a: used.append("onednn") or by_onednn(*a))
     rng = np.random.default_rng(0)
     x = paddle.to_tensor(rng.uniform(-1, 1, (2, 6, 5, 7)).astype(dtype), stop_gradient=False)
     weight = paddle.to_tensor(rng.uniform(-1, 1, (8, 6, 3, 3)).astype(dtype), stop_gradient=False)
@@ -89,7 +95,7 @@ def test_upsample_conv3x3_equals_upsample_pad_conv_with_gradients(transposed, dt
     out = cpu_kernels.upsample_conv3x3(x, weight, bias)
     upsampled = paddle.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
     expected = paddle.nn.functional.conv2d(paddle.nn.functional.pad(upsampled, [1] * 4, mode="reflect"), weight, bias)
-    assert bool(used) == transposed
+    assert used == ([] if path == "gather" else [path])
     assert out.shape == [2, 8, 10, 14]
     upstream = paddle.to_tensor(rng.uniform(-1, 1, out.shape).astype(dtype))
     grads, expected_grads = paddle.grad(out, [x, weight, bias], upstream), paddle.grad(expected, [x, weight, bias], upstream)

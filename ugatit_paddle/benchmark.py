@@ -46,7 +46,7 @@ from .config import Config, ModelConfig
 from .inference.export import InferenceModel, export_generator
 from .inference.onnx import OnnxModel, OnnxUnavailableError, export_onnx
 from .training.memory import CARD_SIZES_GB, peak_memory_mb, smallest_card_gb, weights_and_adam_mib
-from .models import variant_of
+from .models import onednn, variant_of
 from .models.generator import N_DOWNSAMPLING
 from .models.variant import stride1_padding
 from .training.ugatit import UGATIT
@@ -174,6 +174,11 @@ def _native_stdout_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+def cpu_convolutions() -> str:
+    """Who computes float32 convolutions on the CPU: "oneDNN x.y.z" (`models/onednn.py`) or "Paddle"."""
+    return "oneDNN {}.{}.{}".format(*onednn.version()) if onednn.available() else "Paddle"
+
+
 def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARMUP_ITERATIONS,
                   exported: bool = True) -> dict[str, Any]:
     """Measure `cfg`'s model (see the module docstring); returns a flat dict of figures."""
@@ -192,6 +197,7 @@ def run_benchmark(cfg: Config, iters: int = TIMED_ITERATIONS, warmup: int = WARM
     result: dict[str, Any] = {
         "device": paddle.device.get_device(),
         "paddle": paddle.__version__,
+        "cpu_convolutions": cpu_convolutions(),
         "model": dataclasses.asdict(cfg.model),
         "batch_size": t.batch_size,
         "reuse_fakes": t.reuse_fakes,
@@ -234,6 +240,7 @@ def measure_memory(cfg: Config, iters: int = MEMORY_ITERATIONS) -> dict[str, Any
     return {
         "device": paddle.device.get_device(),
         "paddle": paddle.__version__,
+        "cpu_convolutions": cpu_convolutions(),
         "model": dataclasses.asdict(cfg.model),
         "batch_size": t.batch_size,
         "recompute": t.recompute,
@@ -396,7 +403,8 @@ def format_markdown(result: dict[str, Any], command: str | None = None) -> str:
     images = 2 * result["batch_size"]  # A and B images per iteration
     configured = "on" if result["reuse_fakes"] else "off"
     lines = [f"{'Light' if m['light'] else 'Full'} model, img {m['img_size']}, ch {m['ch']}, n_res {m['n_res']}, "
-             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}); medians of "
+             f"batch {result['batch_size']} on {result['device']} (Paddle {result['paddle']}, CPU convolutions by "
+             f"{result['cpu_convolutions']}); medians of "
              f"{result['iters']} iterations after {result['warmup']} warm-up"
              + (f" (`{command}`)" if command else "") + ":", "", "| measure | value |", "|---|---|"]
     for setting in ("on", "off"):

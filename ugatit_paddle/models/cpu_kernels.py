@@ -2,13 +2,15 @@
 kernels run fastest. The layers call them only for tensors on a CPU place in dynamic mode (`applies`); on
 GPUs the layers run the plain Paddle ops, in static (exported) graphs the forms of `static_forms.py`.
 
-- Convolutions (`conv2d`): a large weight at few output pixels as one matrix product on unfolded patches;
-  a stride-1 convolution with fewer output than input channels as the equivalent transposed convolution.
+- Convolutions (`conv2d`): float32 ones by oneDNN (`onednn.py`); a large weight at few output pixels as one
+  matrix product on unfolded patches; a stride-1 convolution with fewer output than input channels as the
+  equivalent transposed convolution.
 - Reflection padding and nearest 2x up-sampling (`reflection_pad`, `upsample_nearest2x`): one `gather`
-  over flattened planes (`gather_planes`).
+  over flattened planes (`gather_planes`); float32 padding of large tensors by oneDNN copies.
 - The decoder's up-sampling step, 3x3 convolution of the reflect-padded 2x up-sampled input
-  (`upsample_conv3x3`): on large planes one stride-2 transposed convolution of the input (the form of
-  `static_forms.upsample_conv3x3`), on small ones one gather (up-sampling and padding together) and `conv2d`.
+  (`upsample_conv3x3`): one stride-2 transposed convolution of the input (the form of
+  `static_forms.upsample_conv3x3`), by oneDNN in float32, by Paddle on large planes; else one gather (up-sampling
+  and padding together) and `conv2d`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from . import static_forms
+from . import onednn, static_forms
 
 # A large weight applied at few output pixels (the global discriminators' deepest layers below 256 px): one
 # [N*L, C_in*k*k] x [C_in*k*k, C_out] product on unfolded patches beats Paddle's CPU convolution 1.4-2.2x
@@ -31,6 +33,22 @@ MATMUL_MIN_WEIGHT = 2**20
 # output pixel): forward and backward 1.3-1.6x faster than gather + `conv2d` at 64x64 inputs (C 32..256), 1.1-1.4x
 # slower at 32x32 (C 64..256), measured with batch 1 on a 2-core AMD EPYC (Paddle 3.3).
 UPSAMPLE_TRANSPOSED_MIN_PIXELS = 64 * 64
+# oneDNN (`onednn.py`) computes a float32 convolution 1.3-2x faster than Paddle (forward and backward, 2 threads),
+# except 1x1 ones (a matrix product, which Paddle's MKL runs as fast without the layout reorders), the large weights
+# at few output pixels above and convolutions with fewer output channels than this. Those with fewer (the 7x7 output
+# layer) run in the transposed form, by oneDNN 1.4-2.2x faster than by Paddle, except with a single output channel
+# (the discriminators' last layer: Paddle 2.4x faster). The up-sampling step's transposed convolution by oneDNN is
+# 1.7-3.9x faster than by Paddle and than gather + convolution at every size. Measured on a 2-core Intel Xeon.
+ONEDNN_MIN_OUT_CHANNELS = 16
+ONEDNN_MIN_TRANSPOSED_OUT_CHANNELS = 2
+# Weights larger than this (elements; the global discriminator's deepest layers at 256 px, 1024x512x4x4 and
+# 2048x1024x4x4) stay with Paddle: oneDNN is about as fast there (forward and backward 69 against 80 ms and 155
+# against 167 ms, a few calls per iteration) but holds a reordered copy of the weight and per-thread weight-gradient
+# buffers (2048x1024x4x4 alone: +376 MiB at the light model's 256 px peak).
+ONEDNN_MAX_WEIGHT = 2**21
+# Reflection and edge padding by oneDNN's multi-threaded copies (`onednn.pad`) from this many input elements on:
+# forward and backward 2x faster than `gather` at [2, 128, 32, 32]; below it the fixed cost of 4p + 1 calls dominates.
+ONEDNN_PAD_MIN_ELEMENTS = 2**15
 
 
 def applies(x: paddle.Tensor) -> bool:
@@ -39,7 +57,7 @@ def applies(x: paddle.Tensor) -> bool:
 
 
 def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int) -> paddle.Tensor:
-    """conv2d(x [N, C_in, H, W], weight [C_out, C_in, k, k], stride, no padding) by the fastest of three
+    """conv2d(x [N, C_in, H, W], weight [C_out, C_in, k, k], stride, no padding) by the fastest of four
     equivalent CPU computations.
 
     Paddle's CPU convolution gathers the input into a [C_in * k * k, H * W] column matrix (im2col) and
@@ -49,17 +67,27 @@ def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, 
     (the decoder's up-sampling convolutions, the 7x7 output convolution, the discriminators' last layer)
     the second matrix is smaller: 1.6x to 8x faster forward and backward on CPU, same values to
     float32 rounding (about 1e-6 relative). A large weight at few output pixels runs as one matrix product
-    (`conv_as_matmul`, see `MATMUL_MAX_PIXELS`).
+    (`conv_as_matmul`, see `MATMUL_MAX_PIXELS`); most float32 convolutions by oneDNN (`ONEDNN_MIN_OUT_CHANNELS`).
     """
     c_out, c_in, k, _ = weight.shape
     h, w = x.shape[2:]
     out_h, out_w = (h - k) // stride + 1, (w - k) // stride + 1
     if out_h * out_w <= MATMUL_MAX_PIXELS and weight.size >= MATMUL_MIN_WEIGHT:
         return conv_as_matmul(x, weight, bias, stride, out_h, out_w)
+    fast = uses_onednn(x)
+    if k > 1 and c_out >= ONEDNN_MIN_OUT_CHANNELS and weight.size <= ONEDNN_MAX_WEIGHT and fast:
+        return onednn.conv2d(x, weight, bias, stride)
     if c_out < c_in and k > 1 and stride == 1:
         kernel = weight.flip([2, 3]).transpose([1, 0, 2, 3])
+        if fast and c_out >= ONEDNN_MIN_TRANSPOSED_OUT_CHANNELS:
+            return onednn.conv2d_transpose(x, kernel, bias, 1, k - 1)
         return F.conv2d_transpose(x, kernel, bias, padding=k - 1)
     return F.conv2d(x, weight, bias, stride=stride)
+
+
+def uses_onednn(x: paddle.Tensor) -> bool:
+    """Whether convolutions of `x` run through oneDNN: float32 and `onednn.available()`."""
+    return x.dtype == paddle.float32 and onednn.available()
 
 
 def conv_as_matmul(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int,
@@ -117,9 +145,11 @@ def upsample_index(h: int, w: int) -> np.ndarray:
 
 
 def reflection_pad(x: paddle.Tensor, p: int) -> paddle.Tensor:
-    """Reflect-pad x [N, C, H, W] by `p` on all four sides -> [N, C, H + 2p, W + 2p] (about 1.2-3x faster on CPU
-    than `pad3d`)."""
+    """Reflect-pad x [N, C, H, W] by `p` on all four sides -> [N, C, H + 2p, W + 2p]: by oneDNN copies for float32
+    tensors from `ONEDNN_PAD_MIN_ELEMENTS` on, else by one gather (about 1.2-3x faster on CPU than `pad3d`)."""
     h, w = x.shape[2:]
+    if x.size >= ONEDNN_PAD_MIN_ELEMENTS and uses_onednn(x):
+        return onednn.pad(x, p, "reflect")
     return gather_planes(x, reflection_index(h, w, p), h + 2 * p, w + 2 * p)
 
 
@@ -136,15 +166,25 @@ def edge_index(h: int, w: int) -> np.ndarray:
     return (rows[:, None] * w + cols[None, :]).reshape(-1)
 
 
+def edge_pad(x: paddle.Tensor) -> paddle.Tensor:
+    """Repeat the border pixels of x [N, C, H, W] once on each side -> [N, C, H + 2, W + 2], by one gather."""
+    h, w = x.shape[2:]
+    return gather_planes(x, edge_index(h, w), h + 2, w + 2)
+
+
 def upsample_conv3x3(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None) -> paddle.Tensor:
     """conv3x3(reflection_pad(upsample_nearest2x(x), 1), weight) + bias: x [N, C, H, W], weight [O, C, 3, 3],
-    bias [O] or None -> [N, O, 2H, 2W]. From `UPSAMPLE_TRANSPOSED_MIN_PIXELS` input pixels on as a transposed
-    convolution of the edge-padded input (same values to float32 rounding, about 5e-7 relative), below that by one
-    gather and `conv2d` (the same values as the three steps)."""
+    bias [O] or None -> [N, O, 2H, 2W]. As a transposed convolution of the edge-padded input (same values to float32
+    rounding, about 5e-7 relative) by oneDNN, or by Paddle from `UPSAMPLE_TRANSPOSED_MIN_PIXELS` input pixels on;
+    below that by one gather and `conv2d` (the same values as the three steps)."""
     h, w = x.shape[2:]
-    if h * w >= UPSAMPLE_TRANSPOSED_MIN_PIXELS:
+    fast = uses_onednn(x)
+    if fast or h * w >= UPSAMPLE_TRANSPOSED_MIN_PIXELS:
         kernel = static_forms.upsample_conv3x3_kernel(weight)
-        return F.conv2d_transpose(gather_planes(x, edge_index(h, w), h + 2, w + 2), kernel, bias, stride=2, padding=3)
+        if fast:
+            padded = onednn.pad(x, 1, "edge") if x.size >= ONEDNN_PAD_MIN_ELEMENTS else edge_pad(x)
+            return onednn.conv2d_transpose(padded, kernel, bias, 2, 3)
+        return F.conv2d_transpose(edge_pad(x), kernel, bias, stride=2, padding=3)
     padded = gather_planes(x, upsample_reflection_index(h, w, 1), 2 * h + 2, 2 * w + 2)
     return conv2d(padded, weight, bias, 1)
 

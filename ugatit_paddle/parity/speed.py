@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import paddle
 
-from ..benchmark import paired_ratio, peak_memory_mb, synthetic_images
+from ..benchmark import cpu_convolutions, paired_ratio, peak_memory_mb, synthetic_images
 from ..config import config_from_dict
 from ..inference.export import InferenceModel, export_generator
 from ..models import Generator
@@ -103,7 +103,8 @@ def compare_training_speed(s: Setup) -> dict[str, Any]:
     """Seconds per training iteration of `TRAINING_RUNS`, interleaved in this process, and the speed ratios."""
     times = interleaved_times({which: _training_step(which, s) for which in TRAINING_RUNS}, s.warmup, s.iters)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"threads": s.threads, **{f"{k}_sec_per_iter": v for k, v in med.items()},
+    return {"threads": s.threads, "ours_cpu_convolutions": cpu_convolutions(),
+            **{f"{k}_sec_per_iter": v for k, v in med.items()},
             "ours_speed_vs_official": paired_ratio(times["official"], times["ours_reuse_on"]),
             "ours_off_speed_vs_official": paired_ratio(times["official"], times["ours_reuse_off"]),
             "reuse_fakes_speedup": paired_ratio(times["ours_reuse_off"], times["ours_reuse_on"]),
