@@ -116,7 +116,8 @@ class _Library:
     @staticmethod
     def check(status: int, what: str) -> None:
         if status != 0:
-            raise OneDNNError(f"oneDNN: creating or running the {what} failed (status {status})")
+            raise OneDNNError(f"oneDNN: creating or running the {what} failed (status {status}); "
+                              f"export {ENV_SWITCH}=0 to compute with Paddle's own kernels instead")
 
     def memory_desc(self, shape: list[int], strides: list[int] | None = None) -> _P:
         """A float32 descriptor of logical `shape`: laid out by `strides` (in elements), or left to the primitive."""
@@ -140,6 +141,21 @@ class _Library:
         primitive = _P()
         self.check(self.lib.dnnl_primitive_create(ctypes.byref(primitive), desc), what)
         return primitive
+
+    def reorder(self, source: _P, destination: _P, attr: _P | None = None) -> _P:
+        """A reorder primitive from memory descriptor `source` to `destination` (with `attr`'s post-ops)."""
+        descriptor = _P()
+        self.check(self.lib.dnnl_reorder_primitive_desc_create(
+            ctypes.byref(descriptor), source, self.engine, destination, self.engine, attr), "reorder")
+        try:
+            return self.primitive(descriptor, "reorder")
+        finally:
+            self.lib.dnnl_primitive_desc_destroy(descriptor)
+
+    def bind(self, memory: _P, address: int) -> _P:
+        """Point `memory` at the buffer at `address`; returns `memory`."""
+        self.check(self.lib.dnnl_memory_set_data_handle(memory, address), "memory binding")
+        return memory
 
     def execute(self, primitive: _P, args: list[tuple[int, _P]], what: str) -> None:
         array = (_ExecArg * len(args))(*(_ExecArg(arg, memory) for arg, memory in args))
@@ -209,24 +225,15 @@ class _Port:
             return
         self.inner = library.memory(chosen)
         self.inner_bytes = lib.dnnl_memory_desc_get_size(chosen)
-        source, destination = (plain, chosen) if into else (chosen, plain)
-        descriptor = _P()
-        library.check(lib.dnnl_reorder_primitive_desc_create(
-            ctypes.byref(descriptor), source, library.engine, destination, library.engine, None), "reorder")
-        try:
-            self.reorder = library.primitive(descriptor, "reorder")
-        finally:
-            lib.dnnl_primitive_desc_destroy(descriptor)
+        self.reorder = library.reorder(plain, chosen) if into else library.reorder(chosen, plain)
 
     def bind(self, tensor: paddle.Tensor, reorder: bool = True) -> _P:
         """Point at `tensor`'s data; returns the memory the primitive should use (for an input, reordered into its
         scratch buffer unless `reorder` is False: the buffer already holds it)."""
-        lib = self.library.lib
-        self.library.check(lib.dnnl_memory_set_data_handle(self.plain, tensor.data_ptr()), "memory binding")
+        self.library.bind(self.plain, tensor.data_ptr())
         if self.reorder is None:
             return self.plain
-        pointer = _scratch.pointer(self.slot, self.inner_bytes)
-        self.library.check(lib.dnnl_memory_set_data_handle(self.inner, pointer), "memory binding")
+        self.library.bind(self.inner, _scratch.pointer(self.slot, self.inner_bytes))
         if self.into and reorder:
             self.library.execute(self.reorder, [(_ARG_SRC, self.plain), (_ARG_DST, self.inner)], "reorder")
         return self.inner
@@ -329,17 +336,12 @@ class ConvPlan:
             for desc in (*plain.values(), *free.values()):
                 lib.dnnl_memory_desc_destroy(desc)
 
-    def _bind_bias(self, tensor: paddle.Tensor) -> _P:
-        self.library.check(self.library.lib.dnnl_memory_set_data_handle(self.bias_memory, tensor.data_ptr()),
-                           "memory binding")
-        return self.bias_memory
-
     def forward(self, x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None) -> paddle.Tensor:
         y = paddle.empty(self.out_shape, dtype="float32")
         src, wei, dst = self.forward_ports
         args = [(_ARG_SRC, src.bind(x)), (_ARG_WEIGHTS, wei.bind(weight)), (_ARG_DST, dst.bind(y))]
         if bias is not None:
-            args.append((_ARG_BIAS, self._bind_bias(bias)))
+            args.append((_ARG_BIAS, self.library.bind(self.bias_memory, bias.data_ptr())))
         self.library.execute(self.primitives[0], args, "convolution")
         dst.write_back()
         return y
@@ -364,7 +366,7 @@ class ConvPlan:
             args = [(_ARG_DIFF_DST, diff_dst.bind(grad_y, reorder=not reordered)), (_ARG_SRC, src.bind(x)),
                     (_ARG_DIFF_WEIGHTS, diff_wei.bind(grad_w))]
             if grad_b is not None:
-                args.append((_ARG_DIFF_BIAS, self._bind_bias(grad_b)))
+                args.append((_ARG_DIFF_BIAS, self.library.bind(self.bias_memory, grad_b.data_ptr())))
             self.library.execute(self.primitives[2], args, "convolution weight gradient")
             diff_wei.write_back()
         return grad_x, grad_w, grad_b
@@ -406,13 +408,7 @@ class _Copy:
                 library.check(lib.dnnl_post_ops_create(ctypes.byref(post_ops)), "post-ops")
                 library.check(lib.dnnl_post_ops_append_sum(post_ops, 1.0, 0, _SAME_TYPE), "sum post-op")
                 library.check(lib.dnnl_primitive_attr_set_post_ops(attr, post_ops), "attributes")
-            descriptor = _P()
-            library.check(lib.dnnl_reorder_primitive_desc_create(
-                ctypes.byref(descriptor), descs[0], library.engine, descs[1], library.engine, attr), "reorder")
-            try:
-                self.primitive = library.primitive(descriptor, "reorder")
-            finally:
-                lib.dnnl_primitive_desc_destroy(descriptor)
+            self.primitive = library.reorder(descs[0], descs[1], attr)
         finally:
             for desc in descs:
                 lib.dnnl_memory_desc_destroy(desc)
@@ -423,9 +419,8 @@ class _Copy:
 
     def __call__(self, source: int, destination: int) -> None:
         """Run it on the buffers at these addresses."""
-        lib = self.library.lib
         for memory, base, offset in zip(self.memories, (source, destination), self.offsets):
-            self.library.check(lib.dnnl_memory_set_data_handle(memory, base + offset), "memory binding")
+            self.library.bind(memory, base + offset)
         self.library.execute(self.primitive, [(_ARG_SRC, self.memories[0]), (_ARG_DST, self.memories[1])], "reorder")
 
     def destroy(self) -> None:
